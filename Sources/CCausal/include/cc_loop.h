@@ -1,0 +1,56 @@
+/* A libuv event loop running on a thread of its own.
+ *
+ * cc_loop_start creates the loop and its thread; cc_loop_stop closes every
+ * handle the loop owns (memory is freed only in libuv close callbacks), lets
+ * uv_run return, joins the thread and frees the loop. cc_loop_call runs a
+ * function on the loop thread; it is how other threads reach loop state.
+ *
+ * Thread safety: cc_loop_call and cc_loop_on_thread from any thread;
+ * cc_loop_stop from any thread but the loop's own, once. */
+#ifndef CC_LOOP_H
+#define CC_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cc_loop cc_loop;
+typedef void (*cc_loop_fn)(void *ctx);
+
+/** Starts a loop on a new thread. call_capacity bounds the cc_loop_call
+ * requests in flight (0 picks 1024). Returns CC_OK, CC_ENOMEM or CC_ESYS. */
+int cc_loop_start(size_t call_capacity, cc_loop **out);
+
+/** Stops the loop: runs the close hooks of everything still open on it,
+ * waits for their close callbacks, joins the thread and frees the loop.
+ * Returns CC_OK, or CC_EINVAL when called from the loop thread. */
+int cc_loop_stop(cc_loop *loop);
+
+/** Any thread. Runs fn(ctx) on the loop thread soon, in call order.
+ * Returns CC_OK, CC_EFULL (too many calls in flight) or CC_ECLOSED; on an
+ * error fn is never called. */
+int cc_loop_call(cc_loop *loop, cc_loop_fn fn, void *ctx);
+
+/** True on the loop's own thread. */
+bool cc_loop_on_thread(const cc_loop *loop);
+
+/** The underlying uv_loop_t (as void * to keep uv.h out of this header).
+ * Use only on the loop thread. */
+void *cc_loop_uv(cc_loop *loop);
+
+/* Internal: things that live on a loop register a close hook so that
+ * cc_loop_stop can close them. Loop thread only. */
+typedef struct cc__loop_member {
+    struct cc__loop_member *prev, *next;
+    void (*close)(struct cc__loop_member *self); /* must eventually call cc__loop_member_closed */
+} cc__loop_member;
+void cc__loop_join(cc_loop *loop, cc__loop_member *m);
+void cc__loop_member_closed(cc_loop *loop, cc__loop_member *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
