@@ -101,8 +101,11 @@ int cc_delivery_offer(cc_delivery *d, cc_msg *m);
 cc_msg *cc_delivery_next(cc_delivery *d);
 
 /** Records a local send from slot `self`: local[self] += 1, then copies the
- * local clock into clock_out (width entries) and returns the new sequence.
- * Heads that waited on `self` are looked at again. Requires self < width. */
+ * local clock into clock_out (width entries; may be NULL) and returns the new
+ * sequence. Heads that waited on `self` are looked at again. Requires
+ * self < width. A node that sends through this function must never offer a
+ * message from its own slot that it has not sent (a looped-back copy of one
+ * it sent is simply a CC_EDUPLICATE). */
 uint64_t cc_delivery_send(cc_delivery *d, size_t self, uint64_t *clock_out);
 
 /** The local clock (width entries), valid until the next call that changes the engine. */
