@@ -53,7 +53,8 @@ typedef struct cc_inbox_config {
 
 /** Loop thread. m is valid only during the call. */
 typedef void (*cc_inbox_handler)(void *ctx, const cc_inbox_msg *m);
-/** Loop thread. A posted message the engine refused, with the reason (CC_EDUPLICATE, CC_EFULL, ...). */
+/** Loop thread. A posted message the engine refused, with the reason (CC_EDUPLICATE, CC_EFULL, ...;
+ * CC_ESENDER for a message claiming to be ours with a sequence we never sent). */
 typedef void (*cc_inbox_reject_handler)(void *ctx, const cc_inbox_msg *m, int code);
 /** Loop thread. Called once when the inbox has closed; the inbox is freed after it returns. */
 typedef void (*cc_inbox_closed_handler)(void *ctx);
@@ -85,11 +86,13 @@ int cc_inbox_open(cc_loop *loop, const cc_inbox_config *config, const cc_inbox_c
 
 /** Any thread. Stops accepting posts, delivers nothing more, and calls
  * `closed` on the loop thread; the inbox is freed after that. Also happens
- * when the loop stops. Returns CC_OK or CC_ECLOSED (already closing). */
+ * when the loop stops. Until `closed` returns, calls on the inbox stay safe
+ * (posts and sends fail with CC_ECLOSED, acquire returns NULL); none may
+ * start after it. Returns CC_OK or CC_ECLOSED (already closing). */
 int cc_inbox_close(cc_inbox *in);
 
 /** Any thread. A free buffer (kind, length 0, level LOW, width = config width,
- * clock zeroed), or NULL when all are in use. */
+ * clock zeroed), or NULL when all are in use or the inbox is closing. */
 cc_inbox_msg *cc_inbox_acquire(cc_inbox *in);
 /** Any thread. Gives back a buffer that was acquired but not posted or sent. */
 void cc_inbox_release(cc_inbox *in, cc_inbox_msg *m);

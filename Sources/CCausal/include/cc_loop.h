@@ -24,9 +24,13 @@ typedef void (*cc_loop_fn)(void *ctx);
  * requests in flight (0 picks 1024). Returns CC_OK, CC_ENOMEM or CC_ESYS. */
 int cc_loop_start(size_t call_capacity, cc_loop **out);
 
-/** Stops the loop: runs the close hooks of everything still open on it,
- * waits for their close callbacks, joins the thread and frees the loop.
- * Returns CC_OK, or CC_EINVAL when called from the loop thread. */
+/** Stops the loop: runs the calls accepted before the stop began (in
+ * order), then the close hooks of everything still open on it (inboxes close
+ * and are freed), waits for their close callbacks, joins the thread and frees
+ * the loop. Calls made once the stop has begun, from any thread or from those
+ * last calls, fail with CC_ECLOSED. Returns CC_OK, or CC_EINVAL when called
+ * from the loop thread (CC_ESYS if a handle outlived the close: the loop is
+ * then left allocated rather than freed under it). */
 int cc_loop_stop(cc_loop *loop);
 
 /** Any thread. Runs fn(ctx) on the loop thread soon, in call order.
