@@ -1,0 +1,63 @@
+# The README's commands. Every target installs the system packages it needs.
+SWIFT ?= swift
+JOBS ?= 2
+APT_PACKAGES := libuv1-dev libjemalloc-dev libsodium-dev libsqlite3-dev cmake pkg-config valgrind
+
+.PHONY: all deps build demo test test-c test-c-sanitized test-swift bench bench-c format lint clean
+
+all: build
+
+# Installs what is missing (needs root; prints the command otherwise).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing packages:$$missing (run: sudo apt-get install -y$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+demo: deps
+	$(SWIFT) build --product ucp
+	$$($(SWIFT) build --show-bin-path)/ucp demo
+
+test: deps test-c test-c-sanitized test-swift
+
+test-c: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build -j $(JOBS)
+	ctest --test-dir build --output-on-failure
+
+test-c-sanitized: deps
+	cmake -S . -B build-sanitized -DCMAKE_BUILD_TYPE=Debug -DCC_SANITIZE=ON >/dev/null
+	cmake --build build-sanitized -j $(JOBS)
+	ctest --test-dir build-sanitized --output-on-failure
+
+test-swift: deps
+	$(SWIFT) test
+
+bench: deps bench-c
+	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark --format markdown --no-progress | tee ../build/benchmarks.md
+	python3 Benchmarks/ratios.py build/benchmarks.md
+
+bench-c: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build -j $(JOBS) --target cc_bench
+	./build/cc_bench
+
+format:
+	$(SWIFT) format --in-place --recursive Sources Tests Benchmarks/Benchmarks Package.swift Benchmarks/Package.swift
+	clang-format -i Sources/CCausal/*.c Sources/CCausal/include/*.h Tests/CCausal/*.c Benchmarks/C/*.c
+
+lint:
+	$(SWIFT) format lint --recursive Sources Tests
+
+clean:
+	rm -rf .build build build-sanitized Benchmarks/.build

@@ -1,0 +1,33 @@
+# ctest: install the core into a staging prefix, then build and run the README's
+# C example against it with pkg-config, as a C user would.
+set(stage ${BINARY_DIR}/example-stage)
+file(REMOVE_RECURSE ${stage})
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${stage} RESULT_VARIABLE rc OUTPUT_QUIET)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "install failed")
+endif()
+file(GLOB pcdirs ${stage}/lib*/pkgconfig ${stage}/lib/*/pkgconfig)
+set(ENV{PKG_CONFIG_PATH} "${pcdirs}")
+execute_process(COMMAND pkg-config --cflags --libs --static ccausal OUTPUT_VARIABLE flags RESULT_VARIABLE rc
+                OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config cannot find ccausal")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+execute_process(COMMAND ${C_COMPILER} ${SOURCE_DIR}/Examples/C/causal_order.c ${flags} -o ${stage}/causal_order
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the example does not build against the installed core")
+endif()
+execute_process(COMMAND ${stage}/causal_order OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+message("${out}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the example failed")
+endif()
+foreach(expected "offer b: ok, deliverable now: no" "deliver from node 0 (seq 1)\ndeliver from node 1 (seq 1)"
+        "duplicate a: duplicate message" "local clock: [1, 1, 0]")
+  string(FIND "${out}" "${expected}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "missing from the example's output: ${expected}")
+  endif()
+endforeach()
