@@ -17,6 +17,11 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
         // Linked only by executables: Debian's jemalloc replaces malloc for the whole process.
         .systemLibrary(
             name: "CJemalloc",
@@ -25,7 +30,7 @@ let package = Package(
         ),
         .target(
             name: "CCausal",
-            dependencies: ["CLibUV"],
+            dependencies: ["CLibUV", "CSodium"],
             cSettings: [
                 .define("NDEBUG", .when(configuration: .release)),
                 .define("_GNU_SOURCE"),

@@ -49,5 +49,6 @@ void cc_test_delivery(void);
 void cc_test_queue(void);
 void cc_test_loop(void);
 void cc_test_frame(void);
+void cc_test_node(void);
 
 #endif

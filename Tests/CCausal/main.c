@@ -9,7 +9,7 @@ static const struct {
     void (*run)(void);
 } areas[] = {
     {"clock", cc_test_clock}, {"delivery", cc_test_delivery}, {"queue", cc_test_queue},
-    {"loop", cc_test_loop},   {"frame", cc_test_frame},
+    {"loop", cc_test_loop},   {"frame", cc_test_frame}, {"node", cc_test_node},
 };
 
 int main(int argc, char **argv) {

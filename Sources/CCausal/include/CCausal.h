@@ -7,4 +7,5 @@
 #include "cc_frame.h"
 #include "cc_loop.h"
 #include "cc_inbox.h"
+#include "cc_node.h"
 #endif

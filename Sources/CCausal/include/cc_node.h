@@ -1,0 +1,163 @@
+/* A member of a causal broadcast group over TCP, on a cc_loop.
+ *
+ * Every member listens, connects to the members it knows (the member with the
+ * lower slot dials; the other accepts, so each pair shares one connection),
+ * and broadcasts its own messages to every peer. Each message is a
+ * CC_FRAME_MESSAGE stamped with the member's clock; receivers deliver through
+ * the causal delivery engine (cc_delivery), so every member delivers every
+ * message exactly once, in causal order, its own broadcasts included.
+ *
+ * Only members get in: before anything else each side proves it holds the
+ * cluster key with a mutual challenge-response (HELLO carries a fresh random
+ * nonce, AUTH the HMAC of both nonces and both slots under the key, libsodium's
+ * crypto_auth). A peer that fails, stalls or sends a malformed or oversized
+ * frame is disconnected with a reported reason; other connections carry on.
+ *
+ * No loss, no duplicates: a member keeps its own broadcasts in a bounded log
+ * until every peer has acknowledged them (CC_FRAME_ACK carries the highest
+ * sequence received in order from that peer, cumulatively). After a dropped
+ * connection the dialing side reconnects with exponential backoff, the
+ * handshake tells each side what the other has, and the log is resent from
+ * there; receivers drop what they already have. Heartbeats keep idle
+ * connections alive; a peer silent for timeout_ms is disconnected and
+ * reported down. With a state folder, a member also survives its own restart:
+ * it writes its sequence, its delivered clock and its unacknowledged
+ * broadcasts there before acknowledging or delivering, and reloads them.
+ *
+ * Back-pressure: when the log holds send_window unacknowledged broadcasts,
+ * cc_node_broadcast returns CC_EFULL instead of growing; reading from a peer
+ * pauses while the delivery engine's pending set is full.
+ *
+ * Groups grow: cc_node_add_peer adds a member with a new slot; the clock width
+ * grows, and the member announces the new membership to its peers
+ * (CC_FRAME_MEMBERS) so that older members learn the new width.
+ *
+ * Thread safety: cc_node_start, cc_node_broadcast, cc_node_add_peer,
+ * cc_node_stats_get and cc_node_close from any thread; callbacks run on the
+ * loop thread. Nothing may be called after the `closed` callback returns. */
+#ifndef CC_NODE_H
+#define CC_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cc_loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CC_NODE_KEY_SIZE 32 /* crypto_auth_KEYBYTES */
+#define CC_NODE_HOST_MAX 64
+
+/** A member as seen by this one: its slot and where it listens. */
+typedef struct cc_node_peer {
+    uint32_t slot;
+    char host[CC_NODE_HOST_MAX]; /* IPv4 or IPv6 literal, NUL-terminated */
+    uint16_t port;
+} cc_node_peer;
+
+typedef struct cc_node_config {
+    uint32_t self;                      /* this member's slot */
+    uint32_t width;                     /* initial clock width (> every known slot) */
+    const char *listen_host;            /* address to listen on */
+    uint16_t listen_port;               /* 0: pick a free port (see cc_node_port) */
+    uint8_t key[CC_NODE_KEY_SIZE];      /* the cluster key */
+    const char *state_dir;              /* NULL: no persistence; else a folder this member owns */
+    uint32_t heartbeat_ms;              /* send a heartbeat after this much idle time (0: 1000) */
+    uint32_t timeout_ms;                /* drop a peer silent for this long (0: 5000) */
+    uint32_t reconnect_min_ms;          /* first reconnect delay, doubled per failure (0: 50) */
+    uint32_t reconnect_max_ms;          /* ceiling of the reconnect delay (0: 2000) */
+    uint32_t handshake_ms;              /* a peer must finish the handshake within this (0: 2000) */
+    uint32_t max_frame;                 /* largest frame accepted or sent (0: CC_FRAME_DEFAULT_MAX) */
+    uint32_t max_payload;               /* largest broadcast payload (0: 64 KiB) */
+    uint32_t send_window;               /* most unacknowledged own broadcasts (0: 4096) */
+    uint32_t pending;                   /* most messages the engine holds (0: 65536) */
+} cc_node_config;
+
+/** A delivered message, valid only during the deliver callback. */
+typedef struct cc_node_message {
+    uint32_t sender;
+    uint8_t level;
+    uint32_t kind;
+    const uint64_t *clock;
+    uint32_t width;
+    const uint8_t *payload;
+    uint32_t length;
+} cc_node_message;
+
+typedef enum cc_node_event_kind {
+    CC_NODE_PEER_UP = 1,       /* handshake done with `slot` */
+    CC_NODE_PEER_DOWN = 2,     /* connection with `slot` lost (reason says why); reconnecting if we dial */
+    CC_NODE_REFUSED = 3,       /* a connection closed before or during the handshake (wrong key, garbage, ...) */
+    CC_NODE_PROTOCOL = 4,      /* a member's connection closed for a malformed frame (code, reason) */
+    CC_NODE_MEMBER_ADDED = 5,  /* the group grew: `slot` is new, width in `width` */
+    CC_NODE_LISTENING = 6,     /* the listener is up on `port` */
+} cc_node_event_kind;
+
+typedef struct cc_node_event {
+    cc_node_event_kind kind;
+    uint32_t slot;         /* the peer concerned, or UINT32_MAX when unknown */
+    int code;              /* a CC_E* code when something failed, else 0 */
+    uint32_t width;        /* the clock width after the event */
+    uint16_t port;         /* for CC_NODE_LISTENING */
+    const char *reason;    /* human-readable, static or valid during the callback */
+    const char *address;   /* the remote address as "host:port", when known */
+} cc_node_event;
+
+typedef struct cc_node_callbacks {
+    void *ctx;
+    void (*deliver)(void *ctx, const cc_node_message *m); /* required; causal order */
+    void (*event)(void *ctx, const cc_node_event *e);     /* optional */
+    void (*closed)(void *ctx);                            /* optional; after it the node is freed */
+} cc_node_callbacks;
+
+typedef struct cc_node_stats {
+    uint64_t sent;          /* own broadcasts */
+    uint64_t delivered;     /* deliveries, own included */
+    uint64_t pending;       /* messages the engine holds now */
+    uint64_t duplicates;    /* messages dropped as already received */
+    uint64_t resent;        /* frames written again after a reconnect */
+    uint64_t reconnects;    /* connections re-established */
+    uint64_t refused;       /* connections refused in or before the handshake */
+    uint64_t protocol_errors;
+    uint64_t unacked;       /* own broadcasts not yet acknowledged by every peer */
+    uint64_t bytes_out, bytes_in;
+    uint32_t width;
+    uint32_t peers_up;
+} cc_node_stats;
+
+/** Any thread. Starts a member on loop with the known peers (slots != self).
+ * Returns CC_OK, CC_EINVAL, CC_ENOMEM, CC_ESYS (listen failed: the address is
+ * in use, say) or CC_ECLOSED. A state folder that exists is reloaded. */
+int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_peer *peers, size_t npeers,
+                  const cc_node_callbacks *callbacks, cc_node **out);
+
+/** Any thread. Broadcasts a payload to the group. Returns CC_OK, CC_EFULL
+ * (send window full: try again later), CC_EINVAL (payload too large, bad
+ * level) or CC_ECLOSED. */
+int cc_node_broadcast(cc_node *node, const void *payload, size_t length, uint8_t level, uint32_t kind);
+
+/** Any thread. Adds a member; its slot may be past the current width (the
+ * group grows). Returns CC_OK, CC_EINVAL (slot taken or self) or CC_ECLOSED. */
+int cc_node_add_peer(cc_node *node, const cc_node_peer *peer);
+
+/** The port the node listens on (useful with listen_port 0). Any thread. */
+uint16_t cc_node_port(const cc_node *node);
+
+/** Any thread. A snapshot of the counters. */
+void cc_node_stats_get(const cc_node *node, cc_node_stats *out);
+
+/** Loop thread only (e.g. inside a callback, or through cc_loop_call). The
+ * delivered clock: copies up to n entries and returns the width. */
+size_t cc_node_clock(const cc_node *node, uint64_t *out, size_t n);
+
+/** Any thread. Closes connections and the listener, flushes the state folder
+ * and calls `closed` on the loop thread; the node is freed after it. The
+ * loop's stop also closes open nodes. Returns CC_OK or CC_ECLOSED. */
+int cc_node_close(cc_node *node);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,3 @@
+#include "cc_test.h"
+
+void cc_test_node(void) {}
