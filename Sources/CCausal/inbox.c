@@ -198,7 +198,8 @@ static void handle_post(cc_inbox *in, cc_inbox_msg *m) {
         give_back(in, m);
         return;
     }
-    deliver_ready(in);
+    /* Delivery waits for the end of the batch (on_async): messages that
+     * arrive together compete by emergency level once they are deliverable. */
 }
 
 static void on_async(uv_async_t *h) {
@@ -226,6 +227,7 @@ static void on_async(uv_async_t *h) {
             else
                 handle_post(in, m);
         }
+        deliver_ready(in);
         if (in->closing)
             return;
         done += n;
@@ -243,6 +245,14 @@ typedef struct setup_call {
     int rc;
     uv_sem_t done;
 } setup_call;
+
+/* Held-back messages keep their buffers. If the engine could hold every
+ * buffer, a pool full of messages waiting for a predecessor would leave no
+ * buffer for that predecessor: keep a quarter of the pool out of its reach. */
+static uint32_t default_pending(uint32_t capacity) {
+    uint32_t pending = capacity - capacity / 4;
+    return pending ? pending : 1;
+}
 
 static int setup(cc_inbox *in) {
     if (uv_async_init(cc_loop_uv(in->loop), &in->async, on_async) != 0)
@@ -299,7 +309,7 @@ int cc_inbox_open(cc_loop *loop, const cc_inbox_config *config, const cc_inbox_c
     rc = cc_queue_init(&in->queue, config->capacity);
     if (rc == CC_OK)
         rc = cc_delivery_init(&in->engine, config->width, config->window ? config->window : config->capacity,
-                              config->pending ? config->pending : config->capacity);
+                              config->pending ? config->pending : default_pending(config->capacity));
     if (rc != CC_OK) {
         destroy_unopened(in);
         return rc;

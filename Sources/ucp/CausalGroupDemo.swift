@@ -4,7 +4,9 @@ import Foundation
 /// A causal broadcast group inside one process: one `CausalInbox` per node on a shared loop, producer
 /// threads that broadcast, and a delay line that carries every stamped message to the other nodes after a
 /// random delay, sometimes twice (a duplicate) — so messages really arrive out of causal order and the
-/// delivery engine has to hold them back.
+/// delivery engine has to hold them back. Now and then the delay line stalls all traffic to one node for a
+/// while and then releases it at once, as a congested link does: messages that become deliverable together
+/// then go out most urgent first.
 struct CausalGroupDemo {
     var nodes = 5
     var messagesPerNode = 400
@@ -135,16 +137,21 @@ private final class DelayLine: @unchecked Sendable {
     private let maxDelay: Duration
     private let duplicateRate: Double
     private let clock = ContinuousClock()
+    private var stalledUntil: [ContinuousClock.Instant] = []
+    private var nextStall: ContinuousClock.Instant
+    private static let stall = Duration.milliseconds(25)
 
     init(maxDelay: Duration, duplicateRate: Double, seed: UInt64) {
         self.maxDelay = maxDelay
         self.duplicateRate = duplicateRate
         self.random = SplitMix64(seed: seed ^ 0xD1CE)
+        self.nextStall = clock.now + Self.stall
     }
 
     func start(inboxes: [CausalInbox]) {
         condition.lock()
         self.inboxes = inboxes
+        stalledUntil = Array(repeating: clock.now, count: inboxes.count)
         condition.unlock()
         Thread { self.pump() }.start()
     }
@@ -160,10 +167,15 @@ private final class DelayLine: @unchecked Sendable {
     func carry(_ message: CausalMessage, except sender: Int) {
         condition.lock()
         let now = clock.now
+        if now >= nextStall {
+            stalledUntil[Int(random.next() % UInt64(inboxes.count))] = now + Self.stall
+            nextStall = now + Self.stall * 3
+        }
         for target in inboxes.indices where target != sender {
-            push(Parcel(due: now + maxDelay * random.nextDouble(), target: target, message: message))
+            let held = max(now, stalledUntil[target])
+            push(Parcel(due: held + maxDelay * random.nextDouble(), target: target, message: message))
             if random.nextDouble() < duplicateRate {
-                push(Parcel(due: now + maxDelay * (1 + random.nextDouble()), target: target, message: message))
+                push(Parcel(due: held + maxDelay * (1 + random.nextDouble()), target: target, message: message))
             }
         }
         condition.signal()
@@ -226,7 +238,7 @@ private final class DelayLine: @unchecked Sendable {
             do {
                 try inbox.post(message)
                 return
-            } catch let error as CausalDeliveryError where error.reason == .full {
+            } catch where error.reason == .full {
                 Thread.sleep(forTimeInterval: 0.0005)
             } catch {
                 return  // closed: the run is over

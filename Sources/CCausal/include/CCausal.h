@@ -3,6 +3,8 @@
 #define CCAUSAL_H
 #include "cc_error.h"
 #include "cc_clock.h"
+#include "cc_queue.h"
+#include "cc_pool.h"
 #include "cc_delivery.h"
 #include "cc_frame.h"
 #include "cc_loop.h"

@@ -5,7 +5,9 @@
  * stamped on the loop thread). The loop thread is woken with uv_async_send
  * (which coalesces: it drains until the queue is empty), offers each message
  * to the delivery engine and hands deliverable ones to the deliver callback
- * in causal order. Stamped local sends go to the emit callback first (the
+ * in causal order. Delivery happens after each batch taken from the queue,
+ * so messages that arrive together are "deliverable at the same moment" and
+ * the most urgent goes first. Stamped local sends go to the emit callback first (the
  * transport forwards them to peers), then are delivered locally like any
  * other message. Buffers go back to the pool after their callback returns.
  *
@@ -47,7 +49,8 @@ typedef struct cc_inbox_config {
     uint32_t capacity;    /* message buffers (and queue slots) */
     uint32_t max_payload; /* bytes per buffer */
     uint32_t window;      /* per-sender look-ahead of the engine (0 picks capacity) */
-    uint32_t pending;     /* most messages the engine holds at once (0 picks capacity) */
+    uint32_t pending;     /* most messages the engine holds at once (0 picks 3/4 of capacity, so that a
+                           * pool full of held-back messages never starves their predecessors) */
     int raw;              /* nonzero: no causal check (baseline) */
 } cc_inbox_config;
 
