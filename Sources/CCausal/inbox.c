@@ -190,6 +190,13 @@ static void handle_post(cc_inbox *in, cc_inbox_msg *m) {
         rc = CC_ESENDER;
     } else {
         rc = cc_delivery_offer(&in->engine, &m->head);
+        if (rc == CC_EFULL && !in->closing) {
+            /* The batch's deliverable messages still occupy the engine:
+             * hand them out and try once more before refusing. */
+            deliver_ready(in);
+            if (!in->closing)
+                rc = cc_delivery_offer(&in->engine, &m->head);
+        }
     }
     if (rc != CC_OK) {
         sync_engine_stats(in);

@@ -47,6 +47,8 @@
 extern "C" {
 #endif
 
+typedef struct cc_node cc_node;
+
 #define CC_NODE_KEY_SIZE 32 /* crypto_auth_KEYBYTES */
 #define CC_NODE_HOST_MAX 64
 
