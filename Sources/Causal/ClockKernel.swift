@@ -4,6 +4,7 @@ import CCausal
 ///
 /// Every function takes buffers of the same width, as the C functions do;
 /// `VectorClock` pads mismatched widths in Swift before and after calling in.
+@usableFromInline
 enum ClockKernel {
     /// Increments `clock[slot]` and returns the new value. Requires `slot < clock.count`.
     static func tick(_ clock: UnsafeMutableBufferPointer<UInt64>, slot: Int) -> UInt64 {
@@ -12,6 +13,7 @@ enum ClockKernel {
     }
 
     /// `destination[k] = max(destination[k], source[k])` for every `k < source.count`.
+    @inlinable
     static func merge(into destination: UnsafeMutableBufferPointer<UInt64>, from source: UnsafeBufferPointer<UInt64>) {
         precondition(source.count <= destination.count, "merge source wider than its destination")
         guard source.count > 0 else { return }
@@ -19,6 +21,7 @@ enum ClockKernel {
     }
 
     /// Compares the first `count` entries of `a` and `b`.
+    @inlinable
     static func compare(_ a: UnsafeBufferPointer<UInt64>, _ b: UnsafeBufferPointer<UInt64>, count: Int) -> ClockOrder {
         precondition(count <= a.count && count <= b.count, "compare past the end of a clock")
         guard count > 0 else { return .equal }

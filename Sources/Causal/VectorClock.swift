@@ -12,7 +12,7 @@
 /// Comparison, merge, dominance and tick run in C (`cc_clock_*`), on the widest SIMD path
 /// the CPU supports. They take O(width) time.
 public struct VectorClock: Sendable {
-    var storage: [UInt64]
+    @usableFromInline var storage: [UInt64]
 
     /// A clock of `width` zero entries. Requires `width >= 0`.
     public init(width: Int) {
@@ -76,7 +76,10 @@ public struct VectorClock: Sendable {
 
     /// Sets every entry to the larger of its own and `other`'s (element-wise max),
     /// widening this clock to `other`'s width when that is larger.
+    @inlinable
     public mutating func merge(_ other: VectorClock) {
+        // Inlinable so that a same-width merge reaches C without a Swift call in between (the clock
+        // benchmarks measure the difference at small widths).
         if other.storage.count > storage.count { width = other.storage.count }
         storage.withUnsafeMutableBufferPointer { destination in
             other.storage.withUnsafeBufferPointer { source in
@@ -96,7 +99,20 @@ public struct VectorClock: Sendable {
     ///
     /// The common prefix is compared in C; a nonzero entry in the wider clock's tail then
     /// counts as that clock being ahead in that slot.
+    @inlinable
     public func compare(_ other: VectorClock) -> ClockOrder {
+        // Same widths (the common case) go straight to C; inlinable for the same reason as merge.
+        if storage.count == other.storage.count {
+            return storage.withUnsafeBufferPointer { a in
+                other.storage.withUnsafeBufferPointer { b in ClockKernel.compare(a, b, count: a.count) }
+            }
+        }
+        return compareMixedWidths(other)
+    }
+
+    /// `compare` for clocks of different widths: the common prefix in C, then the longer tail.
+    @usableFromInline
+    func compareMixedWidths(_ other: VectorClock) -> ClockOrder {
         storage.withUnsafeBufferPointer { a in
             other.storage.withUnsafeBufferPointer { b in
                 let common = min(a.count, b.count)
