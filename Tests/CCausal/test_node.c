@@ -1,3 +1,1199 @@
+/* cc_node: causal broadcast over TCP between nodes on their own loops in
+ * this process, on 127.0.0.1 with ports picked by the system.
+ *
+ * Every node checks each delivery against its own delivered vector (the
+ * message's own entry is exactly one past what it has from that sender, and
+ * no other entry is ahead of it), so exactly-once and happened-before order
+ * are checked on every message, not only at the end. Every wait is on a
+ * condition variable signalled from node callbacks, with a deadline; a
+ * watchdog alarm ends the area if something hangs anyway. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cc_delivery.h"
+#include "cc_error.h"
+#include "cc_frame.h"
+#include "cc_loop.h"
+#include "cc_node.h"
 #include "cc_test.h"
 
-void cc_test_node(void) {}
+/* Test hook, declared in Sources/CCausal/node_internal.h. */
+int cc__node_drop_connections(cc_node *node);
+
+enum { WAIT_S = 15, MAXW = 8, MAXEV = 64 };
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+
+typedef struct ev {
+    int kind, code;
+    uint32_t slot;
+    char reason[96];
+} ev;
+
+typedef struct tnode {
+    cc_loop *loop;
+    cc_node *node;
+    uint32_t slot;
+    int joiner; /* joined a running group: its first message from each sender may skip */
+    /* guarded by mu */
+    uint64_t seen[MAXW], got[MAXW];
+    uint64_t delivered, violations;
+    int up[MAXW], downs, refused, protocol, added, listening, closed;
+    uint32_t width_seen;
+    ev evs[MAXEV];
+    int nev;
+} tnode;
+
+static const uint8_t KEY[CC_NODE_KEY_SIZE] = "0123456789abcdef0123456789abcdef";
+static const uint8_t BAD_KEY[CC_NODE_KEY_SIZE] = "fedcba9876543210fedcba9876543210";
+
+static struct timespec deadline_in(int s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += s;
+    return ts;
+}
+
+/* Waits (mu held) until pred holds or the deadline passes; returns pred. */
+static int wait_for(int (*pred)(void *), void *arg, int seconds) {
+    struct timespec dl = deadline_in(seconds);
+    while (!pred(arg)) {
+        if (pthread_cond_timedwait(&cv, &mu, &dl) == ETIMEDOUT)
+            return pred(arg);
+    }
+    return 1;
+}
+
+/* Waits for a condition that no callback signals (a counter in the stats):
+ * wakes every 5 ms to look again, up to the deadline. */
+static int poll_for(int (*pred)(void *), void *arg, int seconds) {
+    struct timespec end = deadline_in(seconds);
+    pthread_mutex_lock(&mu);
+    for (;;) {
+        if (pred(arg)) {
+            pthread_mutex_unlock(&mu);
+            return 1;
+        }
+        struct timespec now, step;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            break;
+        step = now;
+        step.tv_nsec += 5 * 1000 * 1000;
+        if (step.tv_nsec >= 1000000000L) {
+            step.tv_sec++;
+            step.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&cv, &mu, &step);
+    }
+    int ok = pred(arg);
+    pthread_mutex_unlock(&mu);
+    return ok;
+}
+
+/* ---- callbacks -------------------------------------------------------------- */
+
+static void on_deliver(void *ctx, const cc_node_message *m) {
+    tnode *t = ctx;
+    pthread_mutex_lock(&mu);
+    uint32_t s = m->sender;
+    if (s >= MAXW || m->width > MAXW || m->length < 8) {
+        t->violations++;
+    } else {
+        const uint64_t *c = m->clock;
+        uint32_t idx, from;
+        memcpy(&from, m->payload, 4);
+        memcpy(&idx, m->payload + 4, 4);
+        if (from != s || idx + 1 != c[s])
+            t->violations++; /* the payload says which broadcast it is: the n-th has sequence n */
+        for (uint32_t i = 8; i < m->length; i++) {
+            if (m->payload[i] != (uint8_t)(idx + i))
+                t->violations++;
+        }
+        if (t->joiner && t->seen[s] == 0) {
+            t->seen[s] = c[s] - 1; /* the first message seen from s after joining */
+        }
+        if (c[s] != t->seen[s] + 1)
+            t->violations++; /* a duplicate or a gap */
+        for (uint32_t k = 0; k < m->width && !t->joiner; k++) {
+            if (k != s && c[k] > t->seen[k])
+                t->violations++; /* delivered before something it depends on */
+        }
+        t->seen[s] = c[s];
+        t->got[s]++;
+    }
+    t->delivered++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void on_event(void *ctx, const cc_node_event *e) {
+    tnode *t = ctx;
+    pthread_mutex_lock(&mu);
+    switch (e->kind) {
+    case CC_NODE_PEER_UP:
+        if (e->slot < MAXW)
+            t->up[e->slot]++;
+        break;
+    case CC_NODE_PEER_DOWN: t->downs++; break;
+    case CC_NODE_REFUSED: t->refused++; break;
+    case CC_NODE_PROTOCOL: t->protocol++; break;
+    case CC_NODE_MEMBER_ADDED: t->added++; break;
+    case CC_NODE_LISTENING: t->listening++; break;
+    }
+    t->width_seen = e->width;
+    if (t->nev < MAXEV) {
+        ev *x = &t->evs[t->nev++];
+        x->kind = e->kind;
+        x->code = e->code;
+        x->slot = e->slot;
+        snprintf(x->reason, sizeof x->reason, "%s", e->reason ? e->reason : "");
+    }
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void on_closed(void *ctx) {
+    tnode *t = ctx;
+    pthread_mutex_lock(&mu);
+    t->closed = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static cc_node_config base_config(uint32_t slot, uint32_t width) {
+    cc_node_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.self = slot;
+    cfg.width = width;
+    cfg.listen_host = "127.0.0.1";
+    memcpy(cfg.key, KEY, sizeof cfg.key);
+    cfg.heartbeat_ms = 100;
+    cfg.timeout_ms = 3000;
+    cfg.reconnect_min_ms = 10;
+    cfg.reconnect_max_ms = 100;
+    cfg.handshake_ms = 1000;
+    cfg.max_payload = 256;
+    return cfg;
+}
+
+static cc_node_peer peer_at(uint32_t slot, uint16_t port) {
+    cc_node_peer p;
+    memset(&p, 0, sizeof p);
+    p.slot = slot;
+    snprintf(p.host, sizeof p.host, "127.0.0.1");
+    p.port = port;
+    return p;
+}
+
+static int start(tnode *t, const cc_node_config *cfg, const cc_node_peer *peers, size_t np) {
+    memset(t, 0, sizeof *t);
+    t->slot = cfg->self;
+    if (cc_loop_start(0, &t->loop) != CC_OK)
+        return 0;
+    cc_node_callbacks cb = {.ctx = t, .deliver = on_deliver, .event = on_event, .closed = on_closed};
+    return cc_node_start(t->loop, cfg, peers, np, &cb, &t->node) == CC_OK;
+}
+
+/* Starts `count` members of one group, highest slot first: a member only
+ * dials higher slots, so every address it dials is known by then, and lower
+ * slots it only accepts (their port is learnt from their MEMBERS frame). */
+static int start_group(tnode *t, uint32_t count, uint32_t width, cc_node_config (*tweak)(cc_node_config)) {
+    uint16_t ports[MAXW] = {0};
+    for (int s = (int)count - 1; s >= 0; s--) {
+        cc_node_peer peers[MAXW];
+        size_t np = 0;
+        for (uint32_t k = 0; k < count; k++) {
+            if (k != (uint32_t)s)
+                peers[np++] = peer_at(k, ports[k]);
+        }
+        cc_node_config cfg = base_config((uint32_t)s, width);
+        if (tweak)
+            cfg = tweak(cfg);
+        if (!start(&t[s], &cfg, peers, np))
+            return 0;
+        ports[s] = cc_node_port(t[s].node);
+        if (ports[s] == 0)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct group_wait {
+    tnode *t;
+    int count;
+    uint64_t each;
+} group_wait;
+
+static int delivered_n(void *arg) {
+    group_wait *g = arg;
+    return g->t->delivered >= g->each;
+}
+
+static int is_closed(void *arg) {
+    return ((tnode *)arg)->closed;
+}
+
+/* Closes the node (its `closed` callback must come), then stops its loop. */
+static void stop(tnode *t) {
+    if (!t->loop)
+        return;
+    if (t->node && getenv("CC_NODE_VERBOSE")) {
+        cc_node_stats st;
+        cc_node_stats_get(t->node, &st);
+        fprintf(stderr,
+                "  slot %u: sent %llu delivered %llu dup %llu resent %llu reconnects %llu refused %llu "
+                "protocol %llu unacked %llu width %u up %u\n",
+                t->slot, (unsigned long long)st.sent, (unsigned long long)st.delivered,
+                (unsigned long long)st.duplicates, (unsigned long long)st.resent,
+                (unsigned long long)st.reconnects, (unsigned long long)st.refused,
+                (unsigned long long)st.protocol_errors, (unsigned long long)st.unacked, st.width,
+                st.peers_up);
+    }
+    if (t->node) {
+        CHECK_EQ(cc_node_close(t->node), CC_OK);
+        pthread_mutex_lock(&mu);
+        CHECK(wait_for(is_closed, t, WAIT_S));
+        pthread_mutex_unlock(&mu);
+        t->node = NULL;
+    }
+    CHECK_EQ(cc_loop_stop(t->loop), CC_OK);
+    t->loop = NULL;
+}
+
+/* The payload of broadcast number idx from slot: slot, idx, then a pattern
+ * of a length that varies with idx. */
+static size_t payload(uint8_t *buf, uint32_t slot, uint32_t idx) {
+    size_t len = 8 + idx % 64;
+    memcpy(buf, &slot, 4);
+    memcpy(buf + 4, &idx, 4);
+    for (size_t i = 8; i < len; i++)
+        buf[i] = (uint8_t)(idx + i);
+    return len;
+}
+
+static uint8_t level_of(uint32_t idx) {
+    return idx % 97 == 0   ? CC_LEVEL_CRITICAL
+           : idx % 13 == 0 ? CC_LEVEL_HIGH
+           : idx % 7 == 0  ? CC_LEVEL_MEDIUM
+                           : CC_LEVEL_LOW;
+}
+
+/* Broadcasts from..to-1 from one node, retrying while the window is full. */
+typedef struct sender {
+    tnode *t;
+    uint32_t from, to;
+    int rc;
+} sender;
+
+static void *send_thread(void *arg) {
+    sender *s = arg;
+    struct timespec end = deadline_in(WAIT_S);
+    uint8_t buf[128];
+    s->rc = CC_OK;
+    for (uint32_t i = s->from; i < s->to; i++) {
+        size_t len = payload(buf, s->t->slot, i);
+        int rc;
+        while ((rc = cc_node_broadcast(s->t->node, buf, len, level_of(i), i)) == CC_EFULL) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            if (now.tv_sec > end.tv_sec) {
+                s->rc = rc;
+                return NULL;
+            }
+            sched_yield(); /* the window frees as peers acknowledge */
+        }
+        if (rc != CC_OK) {
+            s->rc = rc;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static int all_delivered(void *arg) {
+    group_wait *g = arg;
+    for (int i = 0; i < g->count; i++) {
+        if (g->t[i].delivered < g->each)
+            return 0;
+    }
+    return 1;
+}
+
+static int all_up(void *arg) {
+    group_wait *g = arg;
+    for (int i = 0; i < g->count; i++) {
+        for (int k = 0; k < g->count; k++) {
+            if (k != i && g->t[i].up[k] == 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int all_acked(void *arg) {
+    group_wait *g = arg;
+    for (int i = 0; i < g->count; i++) {
+        cc_node_stats st;
+        cc_node_stats_get(g->t[i].node, &st);
+        if (st.unacked != 0)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct clock_call {
+    cc_node *node;
+    uint64_t clock[MAXW];
+    size_t width;
+    sem_t done;
+} clock_call;
+
+static void read_clock(void *arg) {
+    clock_call *c = arg;
+    c->width = cc_node_clock(c->node, c->clock, MAXW);
+    sem_post(&c->done);
+}
+
+static size_t node_clock(tnode *t, uint64_t *out) {
+    clock_call c = {.node = t->node};
+    sem_init(&c.done, 0, 0);
+    if (cc_loop_call(t->loop, read_clock, &c) != CC_OK)
+        return 0;
+    struct timespec dl = deadline_in(WAIT_S);
+    while (sem_timedwait(&c.done, &dl) != 0) {
+        if (errno != EINTR)
+            return 0;
+    }
+    sem_destroy(&c.done);
+    memcpy(out, c.clock, sizeof c.clock);
+    return c.width;
+}
+
+/* Every node has the same clock, equal to `expect` (per sender). */
+static void check_clocks(tnode *t, int count, const uint64_t *expect, size_t width) {
+    for (int i = 0; i < count; i++) {
+        uint64_t c[MAXW] = {0};
+        CHECK_EQ(node_clock(&t[i], c), width);
+        for (size_t k = 0; k < width; k++)
+            CHECK_EQ(c[k], expect[k]);
+    }
+}
+
+/* Every node broadcasts its numbers from..to-1 (the joiner of the growth
+ * test counts from 0: its n-th broadcast has sequence n). */
+static void run_senders(tnode *t, int count, uint32_t from, uint32_t to) {
+    pthread_t th[MAXW];
+    sender s[MAXW];
+    for (int i = 0; i < count; i++) {
+        s[i] = (sender){.t = &t[i], .from = t[i].joiner ? 0 : from, .to = t[i].joiner ? to - from : to};
+        pthread_create(&th[i], NULL, send_thread, &s[i]);
+    }
+    for (int i = 0; i < count; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ(s[i].rc, CC_OK);
+    }
+}
+
+/* ---- (a) three members, concurrent broadcasts ------------------------------------ */
+
+enum { A_EACH = 2000 };
+
+static void test_group(void) {
+    tnode t[3];
+    REQUIRE(start_group(t, 3, 3, NULL));
+    group_wait g = {.t = t, .count = 3, .each = 3 * A_EACH};
+    run_senders(t, 3, 0, A_EACH);
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(t[i].delivered, 3 * A_EACH);
+        CHECK_EQ(t[i].violations, 0);
+        for (int k = 0; k < 3; k++)
+            CHECK_EQ(t[i].got[k], A_EACH);
+        CHECK_EQ(t[i].refused, 0);
+        CHECK_EQ(t[i].protocol, 0);
+        CHECK_EQ(t[i].listening, 1);
+    }
+    pthread_mutex_unlock(&mu);
+    uint64_t expect[3] = {A_EACH, A_EACH, A_EACH};
+    check_clocks(t, 3, expect, 3);
+    CHECK(poll_for(all_acked, &g, WAIT_S));
+    for (int i = 0; i < 3; i++) {
+        cc_node_stats st;
+        cc_node_stats_get(t[i].node, &st);
+        CHECK_EQ(st.sent, A_EACH);
+        CHECK_EQ(st.delivered, 3 * A_EACH);
+        CHECK_EQ(st.pending, 0);
+        CHECK_EQ(st.width, 3);
+        CHECK_EQ(st.peers_up, 2);
+        CHECK_EQ(st.unacked, 0);
+        CHECK(st.bytes_in > 0 && st.bytes_out > 0);
+    }
+    /* Arguments the contract refuses. */
+    uint8_t big[300] = {0};
+    CHECK_EQ(cc_node_broadcast(t[0].node, big, sizeof big, CC_LEVEL_LOW, 0), CC_EINVAL);
+    CHECK_EQ(cc_node_broadcast(t[0].node, big, 8, 0, 0), CC_EINVAL);
+    CHECK_EQ(cc_node_broadcast(t[0].node, big, 8, 5, 0), CC_EINVAL);
+    cc_node_peer self = peer_at(0, 1), taken = peer_at(1, 1);
+    CHECK_EQ(cc_node_add_peer(t[0].node, &self), CC_EINVAL);
+    CHECK_EQ(cc_node_add_peer(t[0].node, &taken), CC_EINVAL);
+    /* t[2] is left for the loop's stop to close. */
+    stop(&t[0]);
+    stop(&t[1]);
+    CHECK_EQ(cc_loop_stop(t[2].loop), CC_OK);
+    CHECK(t[2].closed);
+}
+
+/* ---- (b) a member with the wrong key ----------------------------------------------- */
+
+static int refused_both(void *arg) {
+    tnode *t = arg;
+    return t[0].refused >= 1 && t[1].refused >= 1 && t[2].refused >= 2;
+}
+
+static void test_wrong_key(void) {
+    tnode t[3];
+    cc_node_peer p01[2] = {peer_at(0, 0), peer_at(1, 0)};
+    cc_node_config c2 = base_config(2, 3);
+    memcpy(c2.key, BAD_KEY, sizeof c2.key);
+    REQUIRE(start(&t[2], &c2, p01, 2));
+    uint16_t p2 = cc_node_port(t[2].node);
+    cc_node_peer p1[2] = {peer_at(0, 0), peer_at(2, p2)};
+    cc_node_config c1 = base_config(1, 3);
+    REQUIRE(start(&t[1], &c1, p1, 2));
+    cc_node_peer p0[2] = {peer_at(1, cc_node_port(t[1].node)), peer_at(2, p2)};
+    cc_node_config c0 = base_config(0, 3);
+    REQUIRE(start(&t[0], &c0, p0, 2));
+
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(refused_both, t, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    run_senders(t, 2, 0, 300);
+    group_wait g = {.t = t, .count = 2, .each = 600};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(t[i].violations, 0);
+        CHECK_EQ(t[i].up[2 - (i == 2)] * (i == 2), 0); /* nobody came up with the wrong-key member */
+    }
+    CHECK_EQ(t[0].up[2], 0);
+    CHECK_EQ(t[1].up[2], 0);
+    CHECK_EQ(t[2].up[0] + t[2].up[1], 0);
+    CHECK_EQ(t[0].delivered, 600);
+    CHECK_EQ(t[1].delivered, 600);
+    CHECK_EQ(t[2].delivered, 0);
+    /* Each side says why: the MAC did not verify. */
+    for (int i = 0; i < 3; i++) {
+        int seen = 0;
+        for (int e = 0; e < t[i].nev; e++) {
+            if (t[i].evs[e].kind == CC_NODE_REFUSED && t[i].evs[e].code == CC_EINVAL &&
+                strstr(t[i].evs[e].reason, "authentication"))
+                seen = 1;
+        }
+        CHECK(seen);
+    }
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < 3; i++) {
+        cc_node_stats st;
+        cc_node_stats_get(t[i].node, &st);
+        CHECK(st.refused >= 1);
+        CHECK_EQ(st.peers_up, i == 2 ? 0 : 1);
+    }
+    stop(&t[0]);
+    stop(&t[1]);
+    stop(&t[2]);
+}
+
+/* ---- (c) raw sockets ---------------------------------------------------------- */
+
+static int raw_connect(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const void *buf, size_t len) {
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+        if (w <= 0)
+            return 0;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 1;
+}
+
+/* Reads until the peer closes (or resets) the connection: 1, or 0 on timeout. */
+static int wait_eof(int fd) {
+    uint8_t buf[4096];
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return 0;
+    }
+}
+
+typedef struct ev_wait {
+    tnode *t;
+    int kind, count;
+} ev_wait;
+
+static int has_events(void *arg) {
+    ev_wait *w = arg;
+    int n = 0;
+    for (int e = 0; e < w->t->nev; e++)
+        n += w->t->evs[e].kind == w->kind;
+    return n >= w->count;
+}
+
+/* The last event of a kind: its code and reason. */
+static const ev *last_event(tnode *t, int kind) {
+    for (int e = t->nev - 1; e >= 0; e--) {
+        if (t->evs[e].kind == kind)
+            return &t->evs[e];
+    }
+    return NULL;
+}
+
+static void expect_event(tnode *t, int kind, int count, int code, const char *reason) {
+    ev_wait w = {.t = t, .kind = kind, .count = count};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(has_events, &w, WAIT_S));
+    const ev *e = last_event(t, kind);
+    CHECK(e != NULL);
+    if (e) {
+        CHECK_EQ(e->code, code);
+        if (!strstr(e->reason, reason)) {
+            fprintf(stderr, "node: expected reason \"%s\", got \"%s\"\n", reason, e->reason);
+            cc_test_failures++;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+static size_t control_frame(uint8_t *buf, size_t cap, uint8_t type, uint32_t sender, uint32_t width,
+                            const void *p, size_t len) {
+    uint64_t clock[MAXW] = {0};
+    cc_frame h = {.type = type, .sender = sender};
+    int64_t r = cc_frame_encode(buf, cap, &h, clock, clock, width, p, len);
+    return r > 0 ? (size_t)r : 0;
+}
+
+/* Reads frames until one of `type` arrives; copies its payload. */
+static int read_frame(int fd, uint8_t *stream, size_t *have, uint8_t type, uint8_t *out, size_t outlen) {
+    for (;;) {
+        cc_frame f;
+        int64_t r = cc_frame_parse(stream, *have, CC_FRAME_DEFAULT_MAX, &f);
+        if (r > 0) {
+            int match = f.type == type && f.payload_len == outlen;
+            if (match)
+                memcpy(out, f.payload, outlen);
+            memmove(stream, stream + r, *have - (size_t)r);
+            *have -= (size_t)r;
+            if (match)
+                return 1;
+            continue;
+        }
+        if (r != CC_ETRUNCATED)
+            return 0;
+        ssize_t got = recv(fd, stream + *have, 4096 - *have, 0);
+        if (got <= 0)
+            return 0;
+        *have += (size_t)got;
+    }
+}
+
+static void auth_mac(uint8_t *mac, uint32_t own, uint32_t peer, const uint8_t *own_nonce,
+                     const uint8_t *peer_nonce) {
+    uint8_t in[17 + 8 + 64];
+    memcpy(in, "causalucp-auth-v1", 17);
+    uint8_t s[8] = {(uint8_t)own,  (uint8_t)(own >> 8),  (uint8_t)(own >> 16),  (uint8_t)(own >> 24),
+                    (uint8_t)peer, (uint8_t)(peer >> 8), (uint8_t)(peer >> 16), (uint8_t)(peer >> 24)};
+    memcpy(in + 17, s, 8);
+    memcpy(in + 25, own_nonce, 32);
+    memcpy(in + 57, peer_nonce, 32);
+    crypto_auth(mac, in, sizeof in, KEY);
+}
+
+static cc_node_config short_handshake(cc_node_config c) {
+    c.handshake_ms = 300;
+    c.timeout_ms = 500; /* heartbeats every 100 ms keep the good link up */
+    return c;
+}
+
+/* Completes the handshake with the member at `port` (slot 1) as slot 0. */
+static int raw_handshake(uint16_t port) {
+    int fd = raw_connect(port);
+    if (fd < 0)
+        return -1;
+    uint8_t frame[512], hello[48] = {0}, nonce[32], peer_hello[48], peer_mac[32], mac[32], expect[32];
+    randombytes_buf(nonce, sizeof nonce);
+    memcpy(hello, nonce, 32);
+    size_t hl = control_frame(frame, sizeof frame, CC_FRAME_HELLO, 0, 3, hello, sizeof hello);
+    uint8_t stream[4096];
+    size_t have = 0;
+    if (!send_all(fd, frame, hl) ||
+        !read_frame(fd, stream, &have, CC_FRAME_HELLO, peer_hello, sizeof peer_hello) ||
+        !read_frame(fd, stream, &have, CC_FRAME_AUTH, peer_mac, sizeof peer_mac)) {
+        close(fd);
+        return -1;
+    }
+    auth_mac(expect, 1, 0, peer_hello, nonce); /* the member proves the key too */
+    CHECK(memcmp(expect, peer_mac, 32) == 0);
+    auth_mac(mac, 0, 1, nonce, peer_hello);
+    hl = control_frame(frame, sizeof frame, CC_FRAME_AUTH, 0, 3, mac, sizeof mac);
+    if (!send_all(fd, frame, hl)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void test_raw_sockets(void) {
+    /* Slots 1 and 2 are good members; slot 0 is known to them, and it is the
+     * slot the raw socket claims. Nobody dials slot 0 (it is the lowest). */
+    tnode t[3];
+    memset(&t[0], 0, sizeof t[0]);
+    uint16_t ports[3] = {0};
+    for (int s = 2; s >= 1; s--) {
+        cc_node_peer peers[2];
+        size_t np = 0;
+        for (uint32_t k = 0; k < 3; k++) {
+            if (k != (uint32_t)s)
+                peers[np++] = peer_at(k, ports[k]);
+        }
+        cc_node_config cfg = short_handshake(base_config((uint32_t)s, 3));
+        REQUIRE(start(&t[s], &cfg, peers, np));
+        ports[s] = cc_node_port(t[s].node);
+    }
+    tnode *g = &t[1]; /* the target */
+    group_wait pair = {.t = &t[1], .count = 2, .each = 2 * 1000};
+
+    /* A concurrent broadcast between the good members all along. */
+    pthread_t th[2];
+    sender s[2] = {{.t = &t[1], .from = 0, .to = 1000}, {.t = &t[2], .from = 0, .to = 1000}};
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, send_thread, &s[i]);
+
+    /* Garbage: a plausible length and an unknown version. */
+    int fd = raw_connect(ports[1]);
+    REQUIRE(fd >= 0);
+    uint8_t junk[64];
+    memset(junk, 0x5a, sizeof junk);
+    junk[0] = 60, junk[1] = junk[2] = junk[3] = 0;
+    CHECK(send_all(fd, junk, sizeof junk));
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_REFUSED, 1, CC_EVERSION, cc_strerror(CC_EVERSION));
+
+    /* An oversized length prefix: refused before any body is awaited. */
+    fd = raw_connect(ports[1]);
+    REQUIRE(fd >= 0);
+    uint8_t huge[4] = {0xff, 0xff, 0xff, 0x7f};
+    CHECK(send_all(fd, huge, sizeof huge));
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_REFUSED, 2, CC_ETOOBIG, cc_strerror(CC_ETOOBIG));
+
+    /* Silence: the handshake deadline closes it. */
+    fd = raw_connect(ports[1]);
+    REQUIRE(fd >= 0);
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_REFUSED, 3, CC_ECLOSED, "handshake timed out");
+
+    /* A message before the handshake. */
+    fd = raw_connect(ports[1]);
+    REQUIRE(fd >= 0);
+    uint8_t frame[512];
+    uint64_t clock[3] = {1, 0, 0};
+    cc_frame h = {.type = CC_FRAME_MESSAGE, .level = CC_LEVEL_LOW, .sender = 0, .seq = 1};
+    int64_t len = cc_frame_encode(frame, sizeof frame, &h, clock, NULL, 3, "x", 1);
+    REQUIRE(len > 0);
+    CHECK(send_all(fd, frame, (size_t)len));
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_REFUSED, 4, CC_EINVAL, "before the handshake");
+
+    /* A HELLO from a slot nobody knows. */
+    fd = raw_connect(ports[1]);
+    REQUIRE(fd >= 0);
+    uint8_t hello[48] = {0};
+    randombytes_buf(hello, 32);
+    size_t hl = control_frame(frame, sizeof frame, CC_FRAME_HELLO, 7, 8, hello, sizeof hello);
+    CHECK(send_all(fd, frame, hl));
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_REFUSED, 5, CC_ESENDER, "unknown slot");
+
+    /* A full handshake as slot 0 (the test knows the key), then a MESSAGE
+     * whose dense clock has fewer entries than its width. */
+    fd = raw_handshake(ports[1]);
+    REQUIRE(fd >= 0);
+    pthread_mutex_lock(&mu);
+    ev_wait upw = {.t = g, .kind = CC_NODE_PEER_UP, .count = 2}; /* slot 2, then the raw slot 0 */
+    CHECK(wait_for(has_events, &upw, WAIT_S));
+    CHECK_EQ(g->up[0], 1);
+    pthread_mutex_unlock(&mu);
+    len = cc_frame_encode(frame, sizeof frame, &h, clock, NULL, 3, "x", 1);
+    REQUIRE(len > 0);
+    frame[16] = 2; /* entries: 2, width: 3 */
+    CHECK(send_all(fd, frame, (size_t)len));
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_PROTOCOL, 1, CC_EWIDTH, cc_strerror(CC_EWIDTH));
+    expect_event(g, CC_NODE_PEER_DOWN, 1, CC_EWIDTH, cc_strerror(CC_EWIDTH));
+
+    /* A member that authenticates and then says nothing (no heartbeats) is
+     * dropped after timeout_ms; the good link, idle by now, lives on its
+     * heartbeats. */
+    fd = raw_handshake(ports[1]);
+    REQUIRE(fd >= 0);
+    CHECK(wait_eof(fd));
+    close(fd);
+    expect_event(g, CC_NODE_PEER_DOWN, 2, CC_ECLOSED, "silent");
+
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ(s[i].rc, CC_OK);
+    }
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &pair, WAIT_S));
+    CHECK_EQ(t[1].delivered, 2000);
+    CHECK_EQ(t[2].delivered, 2000);
+    CHECK_EQ(t[1].violations, 0);
+    CHECK_EQ(t[2].violations, 0);
+    CHECK_EQ(t[2].refused, 0);
+    CHECK_EQ(t[1].up[2], 1); /* the good link never went down */
+    CHECK_EQ(t[1].up[0], 2);
+    CHECK_EQ(t[1].downs, 2);
+    CHECK_EQ(t[2].downs, 0);
+    pthread_mutex_unlock(&mu);
+    cc_node_stats st;
+    cc_node_stats_get(g->node, &st);
+    CHECK_EQ(st.refused, 5);
+    CHECK_EQ(st.protocol_errors, 1);
+    CHECK_EQ(st.peers_up, 1);
+    stop(&t[1]);
+    stop(&t[2]);
+}
+
+/* ---- (d) connections cut mid-stream ------------------------------------------------ */
+
+static int delivered_at_least(void *arg) {
+    group_wait *g = arg;
+    return g->t->delivered >= g->each;
+}
+
+typedef struct chaos {
+    tnode *t;
+    int cuts;
+} chaos;
+
+static int ups_at_least(void *arg) {
+    group_wait *g = arg;
+    return (uint64_t)(g->t->up[0] + g->t->up[2]) >= g->each;
+}
+
+/* Cuts every connection of the middle member six times, each time once it
+ * delivered another 800 messages and both links are back up. */
+static void *chaos_thread(void *arg) {
+    chaos *c = arg;
+    for (int i = 1; i <= 6; i++) {
+        group_wait w = {.t = c->t, .count = 1, .each = (uint64_t)i * 800};
+        group_wait u = {.t = c->t, .count = 1, .each = (uint64_t)i * 2};
+        pthread_mutex_lock(&mu);
+        int ok = wait_for(delivered_at_least, &w, WAIT_S) && wait_for(ups_at_least, &u, WAIT_S);
+        pthread_mutex_unlock(&mu);
+        if (!ok)
+            break;
+        if (cc__node_drop_connections(c->t->node) == CC_OK)
+            c->cuts++;
+    }
+    return NULL;
+}
+
+static void test_cut_connections(void) {
+    tnode t[3];
+    REQUIRE(start_group(t, 3, 3, NULL));
+    group_wait g = {.t = t, .count = 3, .each = 3 * A_EACH};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_up, &g, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    chaos c = {.t = &t[1]};
+    pthread_t ct;
+    pthread_create(&ct, NULL, chaos_thread, &c);
+    run_senders(t, 3, 0, A_EACH);
+    pthread_join(ct, NULL);
+    CHECK_EQ(c.cuts, 6);
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(t[i].delivered, 3 * A_EACH);
+        CHECK_EQ(t[i].violations, 0);
+    }
+    CHECK(t[1].downs >= 2 * c.cuts);
+    pthread_mutex_unlock(&mu);
+    uint64_t expect[3] = {A_EACH, A_EACH, A_EACH};
+    check_clocks(t, 3, expect, 3);
+    uint64_t reconnects = 0;
+    for (int i = 0; i < 3; i++) {
+        cc_node_stats st;
+        cc_node_stats_get(t[i].node, &st);
+        reconnects += st.reconnects;
+        CHECK_EQ(st.delivered, 3 * A_EACH);
+    }
+    CHECK(reconnects >= (uint64_t)2 * c.cuts);
+    CHECK(poll_for(all_acked, &g, WAIT_S));
+    for (int i = 0; i < 3; i++)
+        stop(&t[i]);
+}
+
+/* ---- (d2) a member restarts from its state folder ----------------------------------- */
+
+static cc_node_config with_state(cc_node_config c) {
+    static char dirs[MAXW][64];
+    snprintf(dirs[c.self], sizeof dirs[c.self], "/tmp/cc_node_test_%d_%u", (int)getpid(), c.self);
+    c.state_dir = dirs[c.self];
+    return c;
+}
+
+static void remove_state(uint32_t slot) {
+    char path[128];
+    static const char *files[] = {"state", "state.tmp", "log", "log.tmp"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "/tmp/cc_node_test_%d_%u/%s", (int)getpid(), slot, files[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "/tmp/cc_node_test_%d_%u", (int)getpid(), slot);
+    rmdir(path);
+}
+
+static void test_restart(void) {
+    for (uint32_t k = 0; k < 3; k++)
+        remove_state(k);
+    tnode t[3];
+    REQUIRE(start_group(t, 3, 3, with_state));
+    group_wait g = {.t = t, .count = 3, .each = 3 * A_EACH};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_up, &g, WAIT_S));
+    pthread_mutex_unlock(&mu);
+
+    /* Everyone sends half; slot 1 goes away while the others go on. */
+    pthread_t th[3];
+    sender s[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (sender){.t = &t[i], .from = 0, .to = i == 1 ? A_EACH / 2 : A_EACH};
+        pthread_create(&th[i], NULL, send_thread, &s[i]);
+    }
+    pthread_join(th[1], NULL);
+    CHECK_EQ(s[1].rc, CC_OK);
+    /* No wait for acknowledgements: slot 1 stops with its last broadcasts
+     * unacknowledged (the reloaded log resends them) and others' pending. */
+    uint16_t port1 = cc_node_port(t[1].node);
+    CHECK_EQ(cc_loop_stop(t[1].loop), CC_OK); /* its node closes with the loop */
+    CHECK(t[1].closed);
+
+    /* The same slot, port and folder; the checker carries on from what the
+     * old one delivered, so a redelivery or a gap shows as a violation. */
+    tnode old = t[1];
+    cc_node_peer peers[2] = {peer_at(0, 0), peer_at(2, cc_node_port(t[2].node))};
+    cc_node_config c1 = with_state(base_config(1, 3));
+    c1.listen_port = port1;
+    REQUIRE(start(&t[1], &c1, peers, 2));
+    pthread_mutex_lock(&mu);
+    memcpy(t[1].seen, old.seen, sizeof old.seen);
+    memcpy(t[1].got, old.got, sizeof old.got);
+    t[1].delivered = old.delivered;
+    t[1].violations = old.violations;
+    pthread_mutex_unlock(&mu);
+    s[1] = (sender){.t = &t[1], .from = A_EACH / 2, .to = A_EACH};
+    pthread_create(&th[1], NULL, send_thread, &s[1]);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ(s[i].rc, CC_OK);
+    }
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(t[i].delivered, 3 * A_EACH);
+        CHECK_EQ(t[i].violations, 0);
+        for (int k = 0; k < 3; k++)
+            CHECK_EQ(t[i].got[k], A_EACH);
+    }
+    pthread_mutex_unlock(&mu);
+    uint64_t expect[3] = {A_EACH, A_EACH, A_EACH};
+    check_clocks(t, 3, expect, 3);
+    CHECK(poll_for(all_acked, &g, WAIT_S));
+    cc_node_stats st;
+    cc_node_stats_get(t[1].node, &st);
+    CHECK_EQ(st.sent, A_EACH / 2); /* this incarnation's own */
+    if (getenv("CC_NODE_VERBOSE"))
+        fprintf(stderr, "  restart: slot 1 stopped with %llu delivered\n", (unsigned long long)old.delivered);
+    for (int i = 0; i < 3; i++)
+        stop(&t[i]);
+    for (uint32_t k = 0; k < 3; k++)
+        remove_state(k);
+}
+
+/* ---- held back: a late member receives a causal chain out of order -------------- */
+
+enum { CHAIN = 300 };
+
+static int got_from(void *arg) {
+    group_wait *g = arg; /* count: the sender; each: how many from it */
+    return g->t->got[g->count] >= g->each;
+}
+
+/* A free port: bound, read and released (the member binds it right after). */
+static uint16_t free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t len = sizeof a;
+    uint16_t port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static void test_held_back(void) {
+    /* 0 and 1 play ping-pong (each message of 1 follows one of 0 and the
+     * next of 0 follows it) while 2, which both know, is down: both keep
+     * their broadcasts for it. 2 then starts knowing only slot 1, so it
+     * refuses 0 until 1's MEMBERS frame tells it about 0; meanwhile 1's
+     * whole chain arrives and must wait. 2 holds at most 16 messages, so its
+     * reader pauses and resumes as 0's messages release 1's. */
+    tnode t[3];
+    uint16_t p2 = free_port();
+    REQUIRE(p2 != 0);
+    cc_node_peer p1[2] = {peer_at(0, 0), peer_at(2, p2)};
+    cc_node_config c1 = base_config(1, 3);
+    REQUIRE(start(&t[1], &c1, p1, 2));
+    cc_node_peer p0[2] = {peer_at(1, cc_node_port(t[1].node)), peer_at(2, p2)};
+    cc_node_config c0 = base_config(0, 3);
+    REQUIRE(start(&t[0], &c0, p0, 2));
+    uint8_t buf[128];
+    for (uint32_t k = 0; k < CHAIN; k++) {
+        CHECK_EQ(cc_node_broadcast(t[0].node, buf, payload(buf, 0, k), level_of(k), 0), CC_OK);
+        group_wait w1 = {.t = &t[1], .count = 0, .each = k + 1};
+        pthread_mutex_lock(&mu);
+        int ok = wait_for(got_from, &w1, WAIT_S);
+        pthread_mutex_unlock(&mu);
+        REQUIRE(ok);
+        CHECK_EQ(cc_node_broadcast(t[1].node, buf, payload(buf, 1, k), level_of(k + 1), 0), CC_OK);
+        group_wait w0 = {.t = &t[0], .count = 1, .each = k + 1};
+        pthread_mutex_lock(&mu);
+        ok = wait_for(got_from, &w0, WAIT_S);
+        pthread_mutex_unlock(&mu);
+        REQUIRE(ok);
+    }
+    cc_node_peer p2peers[1] = {peer_at(1, 0)};
+    cc_node_config c2 = base_config(2, 3);
+    c2.listen_port = p2;
+    c2.pending = 16;
+    REQUIRE(start(&t[2], &c2, p2peers, 1));
+    CHECK_EQ(cc_node_port(t[2].node), p2);
+    group_wait g = {.t = &t[2], .each = 2 * CHAIN};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &g, WAIT_S));
+    CHECK_EQ(t[2].delivered, 2 * CHAIN);
+    CHECK_EQ(t[2].violations, 0);
+    CHECK_EQ(t[0].violations, 0);
+    CHECK_EQ(t[1].violations, 0);
+    CHECK_EQ(t[2].added, 1); /* slot 0, learnt from slot 1 */
+    pthread_mutex_unlock(&mu);
+    uint64_t expect[3] = {CHAIN, CHAIN, 0};
+    check_clocks(t, 3, expect, 3);
+    cc_node_stats st;
+    cc_node_stats_get(t[2].node, &st);
+    CHECK_EQ(st.pending, 0);
+    group_wait all = {.t = t, .count = 3};
+    CHECK(poll_for(all_acked, &all, WAIT_S));
+    for (int i = 0; i < 3; i++)
+        stop(&t[i]);
+}
+
+/* ---- (e) back-pressure ---------------------------------------------------------- */
+
+static void test_back_pressure(void) {
+    /* Slot 1 with a window of 16 knows slot 0, which is down (and would dial
+     * it: slot 1 only waits). */
+    tnode a, b;
+    cc_node_config ca = base_config(1, 2);
+    ca.send_window = 16;
+    cc_node_peer pa = peer_at(0, 0);
+    REQUIRE(start(&a, &ca, &pa, 1));
+    uint8_t buf[128];
+    for (uint32_t i = 0; i < 16; i++)
+        CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, i), CC_LEVEL_LOW, 0), CC_OK);
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, 16), CC_LEVEL_LOW, 0), CC_EFULL);
+    group_wait ga = {.t = &a, .each = 16};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &ga, WAIT_S)); /* own broadcasts are delivered at once */
+    pthread_mutex_unlock(&mu);
+    cc_node_stats st;
+    cc_node_stats_get(a.node, &st);
+    CHECK_EQ(st.unacked, 16);
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, 16), CC_LEVEL_LOW, 0), CC_EFULL);
+
+    cc_node_config cb = base_config(0, 2);
+    cc_node_peer pb = peer_at(1, cc_node_port(a.node));
+    REQUIRE(start(&b, &cb, &pb, 1));
+    group_wait gb = {.t = &b, .each = 16};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &gb, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    /* The window opens once b's acknowledgement arrives. */
+    struct timespec end = deadline_in(WAIT_S);
+    int rc;
+    while ((rc = cc_node_broadcast(a.node, buf, payload(buf, 1, 16), CC_LEVEL_HIGH, 0)) == CC_EFULL) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > end.tv_sec)
+            break;
+        sched_yield();
+    }
+    CHECK_EQ(rc, CC_OK);
+    gb.each = 17;
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &gb, WAIT_S));
+    CHECK_EQ(b.violations, 0);
+    CHECK_EQ(a.violations, 0);
+    CHECK_EQ(b.got[1], 17);
+    pthread_mutex_unlock(&mu);
+    stop(&b);
+    stop(&a);
+}
+
+/* ---- (f) growth ------------------------------------------------------------------ */
+
+enum { F_EACH = 200 };
+
+static int width_four(void *arg) {
+    group_wait *g = arg;
+    for (int i = 0; i < g->count; i++) {
+        cc_node_stats st;
+        cc_node_stats_get(g->t[i].node, &st);
+        if (st.width != 4)
+            return 0;
+    }
+    return g->t[3].up[0] && g->t[3].up[1] && g->t[3].up[2];
+}
+
+static void test_growth(void) {
+    tnode t[4];
+    REQUIRE(start_group(t, 3, 3, NULL));
+    group_wait g3 = {.t = t, .count = 3, .each = 3 * F_EACH};
+    run_senders(t, 3, 0, F_EACH);
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g3, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    CHECK(poll_for(all_acked, &g3, WAIT_S));
+
+    /* The newcomer knows everyone; the group learns of it from one member. */
+    cc_node_peer p[3] = {peer_at(0, 0), peer_at(1, 0), peer_at(2, 0)};
+    cc_node_config c3 = base_config(3, 4);
+    REQUIRE(start(&t[3], &c3, p, 3));
+    t[3].joiner = 1;
+    cc_node_peer joiner = peer_at(3, cc_node_port(t[3].node));
+    CHECK_EQ(cc_node_add_peer(t[0].node, &joiner), CC_OK);
+    CHECK_EQ(cc_node_add_peer(t[0].node, &joiner), CC_EINVAL); /* slot taken now */
+    group_wait g4 = {.t = t, .count = 4};
+    CHECK(poll_for(width_four, &g4, WAIT_S));
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(t[i].added, 1);
+    pthread_mutex_unlock(&mu);
+
+    run_senders(t, 4, F_EACH, 2 * F_EACH);
+    /* The old members deliver their 3 x 200 earlier ones too. */
+    g4.each = 4 * F_EACH;
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < 4; i++) {
+        group_wait one = {.t = &t[i], .each = i < 3 ? 3 * F_EACH + 4 * F_EACH : 4 * F_EACH};
+        CHECK(wait_for(delivered_n, &one, WAIT_S));
+        CHECK_EQ(t[i].violations, 0);
+        CHECK_EQ(t[i].got[3], F_EACH);
+    }
+    CHECK_EQ(t[3].delivered, 4 * F_EACH);
+    pthread_mutex_unlock(&mu);
+    uint64_t expect[4] = {2 * F_EACH, 2 * F_EACH, 2 * F_EACH, F_EACH};
+    check_clocks(t, 4, expect, 4);
+    for (int i = 0; i < 4; i++)
+        stop(&t[i]);
+}
+
+static void on_watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "node: watchdog: a test did not finish in time\n";
+    if (write(2, msg, sizeof msg - 1) < 0)
+        _exit(1);
+    _exit(1);
+}
+
+typedef struct area {
+    const char *name;
+    void (*run)(void);
+} area;
+
+void cc_test_node(void) {
+    signal(SIGALRM, on_watchdog);
+    signal(SIGPIPE, SIG_IGN);
+    static const area tests[] = {
+        {"group", test_group},
+        {"wrong key", test_wrong_key},
+        {"raw sockets", test_raw_sockets},
+        {"cut connections", test_cut_connections},
+        {"restart", test_restart},
+        {"held back", test_held_back},
+        {"back-pressure", test_back_pressure},
+        {"growth", test_growth},
+    };
+    const char *only = getenv("CC_NODE_TEST");
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (only && !strstr(tests[i].name, only))
+            continue;
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        alarm(60); /* generous for valgrind; each test takes well under a second natively */
+        tests[i].run();
+        alarm(0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if (getenv("CC_NODE_VERBOSE"))
+            fprintf(stderr, "node: %-16s %.2f s\n", tests[i].name,
+                    (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9);
+    }
+    signal(SIGALRM, SIG_DFL);
+}

@@ -32,6 +32,17 @@
  * grows, and the member announces the new membership to its peers
  * (CC_FRAME_MEMBERS) so that older members learn the new width.
  *
+ * Events: a malformed frame on an authenticated link gives CC_NODE_PROTOCOL
+ * and then CC_NODE_PEER_DOWN for that slot; anything wrong before the
+ * handshake completes gives CC_NODE_REFUSED. The code says what: the
+ * cc_frame_parse error (CC_EVERSION, CC_ETOOBIG, CC_EWIDTH, ...), CC_EINVAL
+ * for a failed authentication or a message before the handshake, CC_ESENDER
+ * for an unknown slot, CC_ECLOSED for a timeout or a closed connection.
+ * Failed dials are retried quietly (no event).
+ *
+ * A broadcast that returned CC_OK is never dropped: a closing node stamps,
+ * delivers and (with a state folder) records it before it closes.
+ *
  * Thread safety: cc_node_start, cc_node_broadcast, cc_node_add_peer,
  * cc_node_stats_get and cc_node_close from any thread; callbacks run on the
  * loop thread. Nothing may be called after the `closed` callback returns. */

@@ -1,0 +1,315 @@
+/* The state folder of a node, so that a member survives its own restart.
+ * Loop thread only (and cc_node_start, before the node is shared).
+ *
+ *   log    the member's own broadcast frames, appended as they are stamped
+ *          and before they are delivered or sent (one writev per batch). A
+ *          sequence once used is never reused: on reload the sequence
+ *          continues after the last frame of the log.
+ *   state  written to state.tmp and renamed over state: magic, version,
+ *          self, width, own sequence, oldest sequence still held, then the
+ *          delivered clock. Written before acknowledgements leave, and ACK
+ *          and HELLO values come from the clock as last written, so a peer
+ *          never discards what a restart would forget; what was delivered
+ *          but not yet written is delivered again after a crash (never lost).
+ *
+ * The log is cut back to nothing when every own broadcast has been
+ * acknowledged, and rewritten with only the held entries when it grows past
+ * LOG_REWRITE while some are held. Files are not fsync'ed: the folder
+ * survives the process, not the machine losing power. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "cc_error.h"
+#include "cc_frame.h"
+#include "node_internal.h"
+
+#define STATE_MAGIC 0x314e4343u /* "CCN1" */
+#define STATE_VERSION 1u
+#define STATE_HEAD 32 /* magic, version, self, width, seq, log_lo */
+#define LOG_REWRITE (16u << 20)
+
+static int path_of(const cc_node *n, const char *name, char *out, size_t cap) {
+    int r = snprintf(out, cap, "%s/%s", n->state_dir, name);
+    return r > 0 && (size_t)r < cap;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len) {
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return 0;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 1;
+}
+
+/* Writes the held own frames [from, to] to fd, at most IOV_BATCH iovecs per call. */
+#define IOV_BATCH 64
+static int write_entries(cc_node *n, int fd, uint64_t from, uint64_t to, uint64_t *bytes) {
+    struct iovec iov[IOV_BATCH];
+    int k = 0;
+    size_t want = 0;
+    for (uint64_t seq = from;; seq++) {
+        if (seq <= to) {
+            log_entry *e = &n->log[seq % n->cfg.send_window];
+            if (e->hdr_len) {
+                iov[k++] = (struct iovec){e->hdr, e->hdr_len};
+                want += e->hdr_len;
+                if (e->b->length) {
+                    iov[k++] = (struct iovec){(uint8_t *)e->b + NODE_BCAST_PAYLOAD, e->b->length};
+                    want += e->b->length;
+                }
+            }
+        }
+        if (k && (seq >= to || k + 2 > IOV_BATCH)) {
+            ssize_t w = writev(fd, iov, k);
+            if (w < 0 || (size_t)w != want) {
+                /* A short write (disk full, say): write the rest plainly. */
+                size_t done = w < 0 ? 0 : (size_t)w;
+                for (int i = 0; i < k; i++) {
+                    if (done >= iov[i].iov_len) {
+                        done -= iov[i].iov_len;
+                        continue;
+                    }
+                    if (!write_all(fd, (uint8_t *)iov[i].iov_base + done, iov[i].iov_len - done))
+                        return 0;
+                    done = 0;
+                }
+            }
+            *bytes += want;
+            k = 0;
+            want = 0;
+        }
+        if (seq >= to)
+            return 1;
+    }
+}
+
+int cc__node_append_log(cc_node *n, uint64_t from, uint64_t to) {
+    if (n->state_fd_log < 0 || from > to)
+        return CC_OK;
+    return write_entries(n, n->state_fd_log, from, to, &n->log_file_bytes) ? CC_OK : CC_ESYS;
+}
+
+static int write_state(cc_node *n) {
+    char tmp[4096], dst[4096];
+    if (!path_of(n, "state.tmp", tmp, sizeof tmp) || !path_of(n, "state", dst, sizeof dst))
+        return CC_EINVAL;
+    size_t len = STATE_HEAD + (size_t)n->width * 8;
+    uint8_t *buf = malloc(len); /* once per batch, and only with a state folder */
+    if (!buf)
+        return CC_ENOMEM;
+    node_wr32(buf, STATE_MAGIC);
+    node_wr32(buf + 4, STATE_VERSION);
+    node_wr32(buf + 8, n->cfg.self);
+    node_wr32(buf + 12, n->width);
+    node_wr64(buf + 16, n->log_hi);
+    node_wr64(buf + 24, n->log_lo);
+    for (uint32_t k = 0; k < n->width; k++)
+        node_wr64(buf + STATE_HEAD + (size_t)k * 8, n->engine.local[k]);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int ok = fd >= 0 && write_all(fd, buf, len);
+    if (fd >= 0)
+        ok = close(fd) == 0 && ok;
+    free(buf);
+    if (!ok || rename(tmp, dst) != 0)
+        return CC_ESYS;
+    return CC_OK;
+}
+
+/* Replaces the log file with the entries still held. */
+static void rewrite_log(cc_node *n) {
+    char tmp[4096], dst[4096];
+    if (!path_of(n, "log.tmp", tmp, sizeof tmp) || !path_of(n, "log", dst, sizeof dst))
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    uint64_t bytes = 0;
+    if (n->log_lo <= n->log_hi && !write_entries(n, fd, n->log_lo, n->log_hi, &bytes)) {
+        close(fd);
+        unlink(tmp);
+        return;
+    }
+    if (rename(tmp, dst) != 0) {
+        close(fd);
+        unlink(tmp);
+        return;
+    }
+    close(n->state_fd_log);
+    n->state_fd_log = fd;
+    n->log_file_bytes = bytes;
+}
+
+void cc__node_save_state(cc_node *n) {
+    if (!n->state_dir)
+        return;
+    if (n->saved_once && n->saved_progress == n->progress && n->saved_log_lo == n->log_lo &&
+        n->saved_log_hi == n->log_hi)
+        return; /* nothing new since the last write */
+    if (write_state(n) != CC_OK)
+        return; /* keep acknowledging only what the folder holds */
+    n->saved_once = 1;
+    n->saved_progress = n->progress;
+    n->saved_log_lo = n->log_lo;
+    n->saved_log_hi = n->log_hi;
+    memcpy(n->durable, n->engine.local, (size_t)n->width * sizeof(uint64_t));
+    /* The state now records the sequence, so the log may shrink. */
+    if (n->state_fd_log >= 0 && n->log_file_bytes > 0) {
+        if (n->log_lo > n->log_hi) {
+            if (ftruncate(n->state_fd_log, 0) == 0)
+                n->log_file_bytes = 0;
+        } else if (n->log_file_bytes > LOG_REWRITE) {
+            rewrite_log(n);
+        }
+    }
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) == 0 && (buf = malloc(st.st_size ? (size_t)st.st_size : 1)) != NULL) {
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+            ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        *len = got;
+    }
+    close(fd);
+    return buf;
+}
+
+/* Reloads the folder into a node that is not running yet: the delivered
+ * clock, the own sequence and the own broadcasts still held (all of them
+ * count as unacknowledged until the peers' HELLOs say what they have). */
+int cc__node_load_state(cc_node *n) {
+    if (!n->state_dir)
+        return CC_OK;
+    if (mkdir(n->state_dir, 0700) != 0 && errno != EEXIST)
+        return CC_ESYS;
+    char path[4096];
+    if (!path_of(n, "state", path, sizeof path))
+        return CC_EINVAL;
+    uint64_t seq = 0, log_lo = 1;
+    size_t len = 0;
+    uint8_t *st = read_file(path, &len);
+    if (st) {
+        if (len < STATE_HEAD || node_rd32(st) != STATE_MAGIC || node_rd32(st + 4) != STATE_VERSION ||
+            node_rd32(st + 8) != n->cfg.self || len != STATE_HEAD + (size_t)node_rd32(st + 12) * 8) {
+            free(st);
+            return CC_EINVAL; /* another member's folder, or not ours at all */
+        }
+        uint32_t w = node_rd32(st + 12);
+        int rc = cc__node_grow(n, w);
+        if (rc != CC_OK) {
+            free(st);
+            return rc;
+        }
+        seq = node_rd64(st + 16);
+        log_lo = node_rd64(st + 24);
+        /* The engine is fresh (nothing pending, nobody waiting), so its
+         * clock can simply be set. */
+        for (uint32_t k = 0; k < w; k++)
+            n->engine.local[k] = node_rd64(st + STATE_HEAD + (size_t)k * 8);
+        free(st);
+    }
+
+    if (!path_of(n, "log", path, sizeof path))
+        return CC_EINVAL;
+    uint8_t *lg = read_file(path, &len);
+    size_t good = 0;
+    if (lg) {
+        /* First pass: the last sequence used (frames appended after the
+         * last state write count too) and where the complete frames end. */
+        cc_frame f;
+        int64_t r;
+        for (size_t off = 0; (r = cc_frame_parse(lg + off, len - off, n->cfg.max_frame, &f)) > 0;
+             off += (size_t)r) {
+            if (f.type != CC_FRAME_MESSAGE || f.sender != n->cfg.self)
+                break;
+            if (f.seq > seq)
+                seq = f.seq;
+            good = off + (size_t)r;
+        }
+        /* Second pass: reload what may still be unacknowledged. */
+        uint64_t lo = seq >= n->cfg.send_window ? seq - n->cfg.send_window + 1 : 1;
+        if (lo < log_lo)
+            lo = log_lo;
+        uint64_t first = 0, prev = 0;
+        for (size_t off = 0; off < good; off += f.size) {
+            cc_frame_parse(lg + off, good - off, n->cfg.max_frame, &f);
+            if (f.seq < lo || f.seq > seq || (prev && f.seq != prev + 1) ||
+                f.payload_len > n->cfg.max_payload)
+                continue;
+            node_bcast *b = cc_pool_get(&n->pool);
+            log_entry *e = &n->log[f.seq % n->cfg.send_window];
+            size_t hl = f.size - f.payload_len;
+            uint8_t *h = b ? realloc(e->hdr, hl) : NULL;
+            if (!h) {
+                if (b)
+                    cc_pool_put(&n->pool, b);
+                free(lg);
+                return CC_ENOMEM;
+            }
+            e->hdr = h;
+            e->hdr_cap = e->hdr_len = (uint32_t)hl;
+            memcpy(h, lg + off, hl);
+            b->length = f.payload_len;
+            b->kind = f.kind;
+            b->level = f.level;
+            memcpy((uint8_t *)b + NODE_BCAST_PAYLOAD, f.payload, f.payload_len);
+            e->b = b;
+            if (!first)
+                first = f.seq;
+            prev = f.seq;
+        }
+        free(lg);
+        if (first && prev == seq) {
+            n->log_lo = first;
+        } else {
+            /* Nothing held (or a gap we cannot fill): release what was loaded. */
+            for (uint64_t s = first; first && s <= prev; s++) {
+                log_entry *e = &n->log[s % n->cfg.send_window];
+                cc_pool_put(&n->pool, e->b);
+                e->b = NULL;
+            }
+            n->log_lo = seq + 1;
+        }
+    } else {
+        n->log_lo = seq + 1;
+    }
+    n->log_hi = seq;
+    if (n->engine.local[n->cfg.self] < seq)
+        n->engine.local[n->cfg.self] = seq; /* own broadcasts count as delivered here */
+
+    /* Continue the log after its last complete frame (a torn tail from a
+     * crash is cut off). */
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return CC_ESYS;
+    if (ftruncate(fd, (off_t)good) != 0) {
+        close(fd);
+        return CC_ESYS;
+    }
+    n->state_fd_log = fd;
+    n->log_file_bytes = good;
+    memcpy(n->durable, n->engine.local, (size_t)n->width * sizeof(uint64_t));
+    return CC_OK;
+}
