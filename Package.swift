@@ -52,6 +52,10 @@ let package = Package(
             name: "CausalTests",
             dependencies: ["Causal"]
         ),
+        .testTarget(
+            name: "NodeCommandTests",
+            dependencies: ["ucp"]
+        ),
     ],
     cLanguageStandard: .gnu11
 )

@@ -35,5 +35,27 @@ let package = Package(
             path: "Benchmarks/DeliveryBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "TransportBenchmarks",
+            dependencies: [
+                .product(name: "Causal", package: rootPackage),
+                .product(name: "Benchmark", package: "benchmark"),
+                "CRawPump",
+            ],
+            path: "Benchmarks/TransportBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // The transport benchmark's baseline: the same frames over libuv TCP, no causal layer.
+        .target(
+            name: "CRawPump",
+            dependencies: ["CLibUVBench"],
+            path: "Sources/CRawPump"
+        ),
+        .systemLibrary(
+            name: "CLibUVBench",
+            path: "Sources/CLibUVBench",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
     ]
 )

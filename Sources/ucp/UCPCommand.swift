@@ -8,6 +8,6 @@ struct UCPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ucp",
         abstract: "CausalUCP: vector-clock causal consistency for the Urban Compute Platform.",
-        subcommands: [DemoCommand.self]
+        subcommands: [DemoCommand.self, NodeCommand.self]
     )
 }

@@ -1,0 +1,465 @@
+import CCausal
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A member of a causal broadcast group over TCP: every member delivers every message
+/// exactly once, in causal order, its own broadcasts included (the C core's `cc_node`).
+///
+/// A node listens on `listen`, connects to its peers (of each pair, the lower slot dials),
+/// proves with the cluster key that it belongs (and demands the same proof), and sends its
+/// broadcasts to every peer stamped with its clock. Messages lost to a dropped connection
+/// are resent after the reconnect; duplicates are dropped. With `Options.stateDirectory`
+/// the node also survives its own restart.
+///
+/// Deliveries come as copies on `deliveries`, or, with an `onDeliver` handler, as views of
+/// the receive buffer on the loop thread (no copy, no allocation). Connection and group
+/// changes come on `events`.
+///
+/// Back-pressure: when `Options.sendWindow` broadcasts await acknowledgement, `broadcast`
+/// throws `.full`; `broadcast(_:emergency:kind:waitingUntil:)` waits for room instead.
+///
+/// Signals: libuv writes to sockets with `write(2)`, which raises SIGPIPE when a peer has
+/// reset the connection. The first node started sets SIGPIPE to be ignored if the process
+/// still has the default action (which would end the process), so that a lost peer costs
+/// an error code instead; a handler the process installed itself is left alone.
+///
+/// Lifetime: the node runs until `close()`, until it is released, or until its loop shuts
+/// down. A node made without a loop owns one, and shuts it down on `close()`. `onDeliver`,
+/// and whatever it captures, lives until the node has closed; it may capture the node
+/// (closing breaks that cycle).
+///
+/// Thread safety: every member may be used from any thread except `close()` and
+/// `clock()`, which must not be called on the node's loop thread; `onDeliver` runs on the
+/// loop thread, one message at a time, and must not block it.
+public final class CausalNode: Sendable {
+    /// The loop the node runs on.
+    public let loop: CausalLoop
+    /// This member's slot in the group's clocks.
+    public let slot: Int
+    /// The options the node was started with.
+    public let options: Options
+    /// Every message this node delivers, copied out of the receive buffer, in delivery
+    /// order; finishes when the node closes. Buffered without bound: read it, or pass
+    /// `onDeliver` instead (then this stream finishes at once and carries nothing).
+    /// One consumer at a time.
+    public let deliveries: AsyncStream<CausalMessage>
+    /// Connection and group events as they happen; finishes when the node closes. Keeps
+    /// the newest 1024 events that are not read. One consumer at a time.
+    public let events: AsyncStream<NodeEvent>
+
+    private let context: NodeContext
+    /// True when the node made `loop` and shuts it down on close.
+    private let ownsLoop: Bool
+
+    /// Starts a member of a group.
+    ///
+    /// Returns once the node listens (`port` is then known); connections come up in the
+    /// background and are reported on `events`. Any thread but the loop's.
+    ///
+    /// - Parameters:
+    ///   - loop: The loop to run on; nil makes one for this node alone.
+    ///   - slot: This member's slot, `0..<width`.
+    ///   - width: The group's clock width now: larger than every known slot.
+    ///   - listen: The address to listen on (an IPv4 or IPv6 literal) and port (0 picks one).
+    ///   - peers: The other members known now; more may join through `addPeer(_:)`.
+    ///   - key: The cluster key every member holds.
+    ///   - options: Pacing, bounds and the state folder.
+    ///   - onDeliver: If given, each delivered message as a view of the receive buffer, on
+    ///     the loop thread, in delivery order; `deliveries` then stays empty.
+    /// - Throws: `.invalid` (with a detail) for a bad argument, `.system` when the node
+    ///   cannot listen or its state folder cannot be used, `.memory`, `.closed` when `loop`
+    ///   has shut down.
+    public init(
+        loop: CausalLoop? = nil, slot: Int, width: Int, listen: (host: String, port: Int), peers: [Peer],
+        key: ClusterKey, options: Options = .init(),
+        onDeliver: (@Sendable (borrowing UnsafeNodeMessage) -> Void)? = nil
+    ) throws(CausalNodeError) {
+        guard width >= 1, width < Int(UInt32.max) else {
+            throw CausalNodeError(.invalid, detail: "width \(width) out of range")
+        }
+        guard slot >= 0, slot < width else {
+            throw CausalNodeError(.invalid, detail: "slot \(slot) outside the width \(width)")
+        }
+        guard (0...65535).contains(listen.port) else {
+            throw CausalNodeError(.invalid, detail: "listen port \(listen.port) outside 0...65535")
+        }
+        try Peer.checkHost(listen.host, what: "listen address")
+        _ = brokenPipesIgnored
+        var cPeers: [cc_node_peer] = []
+        var seen: Set<Int> = [slot]
+        for peer in peers {
+            guard peer.slot < width else {
+                throw CausalNodeError(.invalid, detail: "peer slot \(peer.slot) outside the width \(width)")
+            }
+            guard seen.insert(peer.slot).inserted else {
+                throw CausalNodeError(.invalid, detail: "slot \(peer.slot) appears twice (or is this node's own)")
+            }
+            cPeers.append(try peer.cPeer())
+        }
+        var config = cc_node_config()
+        config.`self` = UInt32(slot)
+        config.width = UInt32(width)
+        config.listen_port = UInt16(listen.port)
+        try options.apply(to: &config)
+        withUnsafeMutableBytes(of: &config.key) { $0.copyBytes(from: key.bytes) }
+
+        let ownsLoop = loop == nil
+        let loop = try Self.loop(loop)
+        let (deliveries, deliverySink) = AsyncStream<CausalMessage>.makeStream(bufferingPolicy: .unbounded)
+        let (events, eventSink) = AsyncStream<NodeEvent>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        if onDeliver != nil { deliverySink.finish() }
+        let context = NodeContext(
+            onDeliver: onDeliver, deliveries: onDeliver == nil ? deliverySink : nil, events: eventSink,
+            width: width)
+        let ctx = Unmanaged.passRetained(context).toOpaque()
+        var callbacks = cc_node_callbacks()
+        callbacks.ctx = ctx
+        callbacks.deliver = { ctx, m in
+            Unmanaged<NodeContext>.fromOpaque(ctx!)._withUnsafeGuaranteedRef { $0.deliver(m!) }
+        }
+        callbacks.event = { ctx, e in
+            Unmanaged<NodeContext>.fromOpaque(ctx!)._withUnsafeGuaranteedRef { $0.event(e!) }
+        }
+        callbacks.closed = { ctx in
+            let context = Unmanaged<NodeContext>.fromOpaque(ctx!)
+            context._withUnsafeGuaranteedRef { $0.finishClosing() }
+            context.release()  // the retain taken at start
+        }
+
+        var node: OpaquePointer?
+        // The loop must not stop (and free itself) while cc_node_start uses it.
+        guard loop.gate.enter(unless: Gate.closed) else {
+            Unmanaged<NodeContext>.fromOpaque(ctx).release()
+            throw CausalNodeError(.closed)
+        }
+        let rc = listen.host.withCString { host in
+            withOptionalCString(options.stateDirectory) { stateDirectory in
+                config.listen_host = host
+                config.state_dir = stateDirectory
+                return cPeers.withUnsafeBufferPointer { peers in
+                    cc_node_start(loop.handle.pointer, &config, peers.baseAddress, peers.count, &callbacks, &node)
+                }
+            }
+        }
+        // Before leaving the gate: the closed callback (at the earliest when the loop stops,
+        // which waits for the gate) reads the handle.
+        context.handle = node
+        loop.gate.leave()
+        guard Int(rc) == CC_OK, let node else {
+            // A function that returns an error never calls its callbacks: the retain is ours.
+            Unmanaged<NodeContext>.fromOpaque(ctx).release()
+            deliverySink.finish()
+            eventSink.finish()
+            let detail =
+                switch Int(rc) {
+                case CC_ESYS:
+                    "cannot listen on \(Peer.address(host: listen.host, port: listen.port))"
+                        + (options.stateDirectory.map { " or use the state folder \($0)" } ?? "")
+                case CC_EINVAL: "the C core refused the configuration"
+                default: nil as String?
+                }
+            throw CausalNodeError(code: rc, detail: detail)
+        }
+        context.port.store(Int(cc_node_port(node)), ordering: .relaxed)
+        self.context = context
+        self.loop = loop
+        self.slot = slot
+        self.options = options
+        self.deliveries = deliveries
+        self.events = events
+        self.ownsLoop = ownsLoop
+    }
+
+    deinit {
+        // An own loop goes with this node: its shutdown closes the node too.
+        requestClose()
+    }
+
+    /// `loop`, or a new one.
+    private static func loop(_ loop: CausalLoop?) throws(CausalNodeError) -> CausalLoop {
+        if let loop { return loop }
+        do {
+            return try CausalLoop()
+        } catch {
+            throw CausalNodeError(code: error.code, detail: "cannot start a loop")
+        }
+    }
+
+    // MARK: Sending
+
+    /// Broadcasts `payload` to the group: every member, this one included, delivers it
+    /// once, after everything this node delivered before the call. Any thread; allocates
+    /// nothing for a contiguous `payload` (an array, a buffer pointer).
+    ///
+    /// - Throws: `.full` while `Options.sendWindow` broadcasts await acknowledgement (retry
+    ///   later), `.tooLarge` for a payload over `Options.maxPayload`, `.closed` once closing.
+    public func broadcast(
+        _ payload: some Collection<UInt8>, emergency: EmergencyLevel = .low, kind: UInt32 = 0
+    ) throws(CausalNodeError) {
+        let count = payload.count
+        guard count <= options.maxPayload else { throw CausalNodeError(.tooLarge) }
+        let rc =
+            payload.withContiguousStorageIfAvailable { bytes in
+                send(UnsafeRawBufferPointer(bytes), level: emergency, kind: kind)
+            }
+            ?? Array(payload).withUnsafeBytes { bytes in send(bytes, level: emergency, kind: kind) }
+        guard Int(rc) == CC_OK else {
+            throw CausalNodeError(code: rc)
+        }
+    }
+
+    /// Broadcasts `payload`, waiting with a short, growing pause (50 µs up to 2 ms) while
+    /// the send window is full, until `deadline`. Any thread.
+    ///
+    /// - Throws: `.full` when no room came free by `deadline` or the task was cancelled
+    ///   meanwhile; otherwise like `broadcast(_:emergency:kind:)`.
+    public func broadcast(
+        _ payload: some Collection<UInt8>, emergency: EmergencyLevel = .low, kind: UInt32 = 0,
+        waitingUntil deadline: ContinuousClock.Instant
+    ) async throws(CausalNodeError) {
+        var pause = Duration.microseconds(50)
+        while true {
+            do throws(CausalNodeError) {
+                try broadcast(payload, emergency: emergency, kind: kind)
+                return
+            } catch let error where error.reason == .full {
+                let now = ContinuousClock.now
+                guard now < deadline, !Task.isCancelled else { throw error }
+                do {
+                    try await Task.sleep(until: min(now + pause, deadline), clock: .continuous)
+                } catch {
+                    throw CausalNodeError(.full)
+                }
+                pause = min(pause * 2, .milliseconds(2))
+            }
+        }
+    }
+
+    /// Calls C with the gate held; returns a C code.
+    private func send(_ payload: UnsafeRawBufferPointer, level: EmergencyLevel, kind: UInt32) -> Int32 {
+        let context = self.context
+        guard context.gate.enter(unless: Gate.closing | Gate.closed) else { return Int32(CC_ECLOSED) }
+        defer { context.gate.leave() }
+        return cc_node_broadcast(context.handle, payload.baseAddress, payload.count, level.rawValue, kind)
+    }
+
+    // MARK: Membership
+
+    /// Adds a member to the group. Its slot may lie past the current width: clocks grow,
+    /// and the node tells its peers (they learn the new width). Any thread.
+    ///
+    /// - Throws: `.slotTaken` when `peer.slot` is this node's or a known member's,
+    ///   `.invalid` for a bad address, `.closed` once closing.
+    public func addPeer(_ peer: Peer) throws(CausalNodeError) {
+        var cPeer = try peer.cPeer()
+        let context = self.context
+        guard context.gate.enter(unless: Gate.closing | Gate.closed) else { throw CausalNodeError(.closed) }
+        let rc = cc_node_add_peer(context.handle, &cPeer)
+        context.gate.leave()
+        switch Int(rc) {
+        case CC_OK: return
+        // The address was checked above: C refuses only a slot it has.
+        case CC_EINVAL: throw CausalNodeError(.slotTaken, detail: "slot \(peer.slot)")
+        default: throw CausalNodeError(code: rc)
+        }
+    }
+
+    // MARK: Reading
+
+    /// The port the node listens on: the one it picked when started with port 0. Any thread.
+    public var port: Int {
+        context.port.load(ordering: .relaxed)
+    }
+
+    /// A snapshot of the counters. Any thread; allocates nothing. After the node has
+    /// closed, the counters as they were at the close.
+    public var statistics: NodeStatistics {
+        let context = self.context
+        guard context.gate.enter(unless: Gate.closed) else { return context.finalStatistics }
+        defer { context.gate.leave() }
+        var stats = cc_node_stats()
+        cc_node_stats_get(context.handle, &stats)
+        return NodeStatistics(stats)
+    }
+
+    /// The delivered clock: how many messages this node delivered from each slot. Hops to
+    /// the loop thread and back; call from any thread but the loop's. After the node has
+    /// closed, the clock as it was at the close.
+    ///
+    /// - Throws: `.closed` when the loop shut down before the node had started,
+    ///   `.full` when the loop's call queue is full.
+    public func clock() async throws(CausalNodeError) -> VectorClock {
+        let context = self.context
+        if context.gate.isSet(Gate.closed) { return context.finalClock }
+        let clock: VectorClock?
+        do {
+            clock = try await loop.run { () -> VectorClock? in
+                // On the loop thread, where the node closes: the flag cannot change under us.
+                guard !context.gate.isSet(Gate.closed) else { return nil }
+                return context.readClock()
+            }
+        } catch {
+            // The loop stopped; the node closed with it, or is closing now.
+            guard context.gate.isSet(Gate.closed) else { throw CausalNodeError(code: error.code) }
+            return context.finalClock
+        }
+        return clock ?? context.finalClock
+    }
+
+    // MARK: Closing
+
+    /// Closes the node and waits until it has closed: connections and the listener close,
+    /// the state folder is flushed, `deliveries` and `events` finish, `broadcast` throws
+    /// `.closed`, and `onDeliver` is released. A node that owns its loop shuts it down
+    /// too. Any thread but the loop's; calling it again is harmless.
+    ///
+    /// Broadcasts that peers have not acknowledged are not waited for: wait until
+    /// `statistics.unacked` is 0 first when that matters (with a state folder they are
+    /// kept and resent after a restart).
+    public func close() async {
+        requestClose()
+        let context = self.context
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let closed = context.closing.withLock { state in
+                if state.closed { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if closed { continuation.resume() }
+        }
+        if ownsLoop { loop.shutdown() }
+    }
+
+    /// Starts closing unless that has begun; does not wait.
+    private func requestClose() {
+        let context = self.context
+        guard context.gate.set(Gate.closing) == 0 else { return }
+        guard context.gate.enter(unless: Gate.closed) else { return }
+        // CC_ECLOSED: the loop is stopping and closes the node itself.
+        _ = cc_node_close(context.handle)
+        context.gate.leave()
+    }
+}
+
+/// Ignores SIGPIPE unless the process chose an action for it; evaluated once, by the first node.
+private let brokenPipesIgnored: Void = {
+    var current = sigaction()
+    guard sigaction(SIGPIPE, nil, &current) == 0 else { return }
+    #if canImport(Darwin)
+        let isDefault = current.__sigaction_u.__sa_handler == nil
+    #else
+        let isDefault = current.__sigaction_handler.sa_handler == nil
+    #endif
+    if isDefault { signal(SIGPIPE, SIG_IGN) }
+}()
+
+/// Calls `body` with a C string for `text`, or with nil.
+private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let text else { return body(nil) }
+    return text.withCString { body($0) }
+}
+
+/// What the C node's callbacks reach through their context pointer.
+///
+/// Retained once for the C node (released by its closed callback), and by the
+/// `CausalNode`; so it outlives both.
+///
+/// `@unchecked Sendable`: `handle` is written once, before the node is shared and before the
+/// closed callback can run; `callbacks` are read and emptied on the loop thread only;
+/// `finalStatistics` and `finalClock` are written on the loop thread before `Gate.closed`
+/// is set and read only by threads that saw that bit; `closing` is a mutex, `port` atomic.
+private final class NodeContext: @unchecked Sendable {
+    struct Closing {
+        var closed = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let gate = Gate()
+    let closing = Mutex(Closing())
+    let port = Atomic<Int>(0)
+    var handle: OpaquePointer? = nil
+    var finalStatistics = NodeStatistics()
+    var finalClock: VectorClock
+    /// Behind a pointer rather than in stored properties: read once per message on the
+    /// loop thread, where a class property would pay a dynamic exclusivity check each time.
+    /// Emptied at close to break cycles through the handler's captures.
+    private let callbacks: UnsafeMutablePointer<Callbacks>
+
+    private struct Callbacks {
+        var onDeliver: (@Sendable (borrowing UnsafeNodeMessage) -> Void)?
+        var deliveries: AsyncStream<CausalMessage>.Continuation?
+        var events: AsyncStream<NodeEvent>.Continuation?
+    }
+
+    init(
+        onDeliver: (@Sendable (borrowing UnsafeNodeMessage) -> Void)?,
+        deliveries: AsyncStream<CausalMessage>.Continuation?, events: AsyncStream<NodeEvent>.Continuation,
+        width: Int
+    ) {
+        finalClock = VectorClock(width: width)
+        callbacks = .allocate(capacity: 1)
+        callbacks.initialize(to: Callbacks(onDeliver: onDeliver, deliveries: deliveries, events: events))
+    }
+
+    deinit {
+        callbacks.deinitialize(count: 1)
+        callbacks.deallocate()
+    }
+
+    func deliver(_ m: UnsafePointer<cc_node_message>) {
+        if let onDeliver = callbacks.pointee.onDeliver {
+            onDeliver(UnsafeNodeMessage(m))
+        } else if let deliveries = callbacks.pointee.deliveries {
+            deliveries.yield(UnsafeNodeMessage(m).copy())
+        }
+    }
+
+    func event(_ e: UnsafePointer<cc_node_event>) {
+        if e.pointee.kind == CC_NODE_LISTENING { port.store(Int(e.pointee.port), ordering: .relaxed) }
+        guard let events = callbacks.pointee.events, let event = NodeEvent(e.pointee) else { return }
+        events.yield(event)
+    }
+
+    /// The delivered clock. Loop thread only, while the C node is open.
+    func readClock() -> VectorClock {
+        guard let handle else { return finalClock }
+        var clock = VectorClock(width: max(finalClock.width, 1))
+        while true {
+            let width = clock.withUnsafeMutableBufferPointer { cc_node_clock(handle, $0.baseAddress, $0.count) }
+            if width <= clock.width {
+                clock.width = width
+                return clock
+            }
+            clock.width = width  // the group grew past our guess: read again
+        }
+    }
+
+    /// The closed callback: the C node is freed once this returns.
+    func finishClosing() {
+        if let handle {
+            var stats = cc_node_stats()
+            cc_node_stats_get(handle, &stats)
+            finalStatistics = NodeStatistics(stats)
+            finalClock = readClock()
+        }
+        gate.set(Gate.closing | Gate.closed)
+        gate.drain()  // threads inside finish their (refused) calls before the memory goes
+        callbacks.pointee.deliveries?.finish()
+        callbacks.pointee.events?.finish()
+        let waiters = closing.withLock { state in
+            state.closed = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+        // Releasing the handler may release the last reference to the node or the loop.
+        callbacks.pointee = Callbacks()
+    }
+}
