@@ -36,7 +36,10 @@ def parse(path):
 def metric(values, prefix):
     for key, cells in values.items():
         if key.startswith(prefix):
-            scale = 1000.0 if "(us)" in key else 1.0
+            scale = 1.0
+            for unit, factor in (("(us)", 1e3), ("(μs)", 1e3), ("(ms)", 1e6), ("(s)", 1e9)):
+                if unit in key:
+                    scale = factor
             return [c * scale for c in cells]
     return None
 
