@@ -81,6 +81,7 @@ let package = Package(
                 "UCP",
                 "Causal",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "WAT", package: "WasmKit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -123,6 +123,10 @@ public final class JobRunner: Sendable {
         pool.shutdown()
     }
 
+    deinit {
+        pool.shutdown()
+    }
+
     private func runNow(_ spec: JobSpec, in folder: JobFolder) throws -> JobReport {
         let id = spec.jobID.rawValue
         let stdout = open(folder.stdoutPath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
