@@ -185,6 +185,57 @@ struct DatastoreAPITests {
         #expect(throws: APIError.self) { try DatastoreAPI.percentDecoded(raw) }
     }
 
+    @Test("a body streamed in tiny chunks, with another field first and CRLFs in the data, arrives intact")
+    func chunkedMultipart() async throws {
+        try await withDatastoreNode { base, store in
+            let boundary = "----py-requests-5b2c"
+            let content =
+                Array("line\r\n--not-a-boundary\r\n\r\n".utf8) + (0..<5000).map { UInt8(truncatingIfNeeded: $0) }
+            var body = ByteBuffer()
+            body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n")
+            body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=data; filename=\"x\"\r\n\r\n")
+            body.writeBytes(content)
+            body.writeString("\r\n--\(boundary)--\r\n")
+            var request = HTTPClientRequest(url: base + "/data/chunked/x")
+            request.method = .PUT
+            request.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
+            let chunks = stride(from: 0, to: body.readableBytes, by: 7).map { start in
+                body.getSlice(at: start, length: min(7, body.readableBytes - start))!
+            }
+            request.body = .stream(chunks.async, length: .known(Int64(body.readableBytes)))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            #expect(response.status == .ok)
+            #expect(try store.bytes(of: DataName("chunked/x")) == content)
+        }
+    }
+
+    @Test("concurrent uploads and deletes in one folder leave a consistent store")
+    func concurrentClients() async throws {
+        try await withDatastoreNode { base, store in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<12 {
+                    group.addTask {
+                        let (body, type) = multipart(Array("item \(index)".utf8))
+                        let (status, _, _) = try await call(
+                            .PUT, base + "/data/shared/dir/item-\(index)", body: body, contentType: type)
+                        #expect(status == .ok)
+                        if index % 2 == 0 {
+                            let (deleted, _, _) = try await call(.DELETE, base + "/data/shared/dir/item-\(index)")
+                            #expect(deleted == .ok)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(store.list() == (0..<12).filter { $0 % 2 == 1 }.map { "shared/dir/item-\($0)" }.sorted())
+            for index in stride(from: 1, to: 12, by: 2) {
+                let (status, answer, _) = try await call(.GET, base + "/data/shared/dir/item-\(index)")
+                #expect(status == .ok)
+                #expect(String(buffer: answer) == "item \(index)")
+            }
+        }
+    }
+
     @Test("a body without a data field, or not multipart, gets 400")
     func badBodies() async throws {
         try await withDatastoreNode { base, store in
