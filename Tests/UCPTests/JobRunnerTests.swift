@@ -352,6 +352,8 @@ struct JobRunnerTests {
         #expect(throws: InvalidName.self) {
             try JobSpec(jobID: id, info: JobInfo(wasmBin: DataReference(name: "p", path: "../p.wasm")))
         }
+        #expect(throws: InvalidName("a/b", .notSingleSegment)) { try JobSpec(jobID: "a/b", module: JobPath("x.wasm")) }
+        #expect(throws: InvalidName("..", .parentSegment)) { try JobSpec(jobID: "..", module: JobPath("x.wasm")) }
         #expect(throws: InvalidName.self) {
             try JobSpec(jobID: id, info: JobInfo(wasmBin: DataReference(name: "p"), zipResults: ["/../etc": "/"]))
         }

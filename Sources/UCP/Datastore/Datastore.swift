@@ -135,11 +135,9 @@ public final class Datastore: Sendable {
         let matching = names.withLock { names in
             names.filter { $0.hasPrefix(prefix) && $0.hasPrefix(jobID) }
         }.sorted()
-        let start = min(
-            matching.count,
-            (page - 1).multipliedReportingOverflow(by: size).overflow
-                ? matching.count : (page - 1) * size)
-        let end = min(matching.count, start + size)
+        let (offset, overflow) = (page - 1).multipliedReportingOverflow(by: size)
+        let start = overflow ? matching.count : min(matching.count, offset)
+        let end = start + min(size, matching.count - start)
         return DataPage(
             items: Array(matching[start..<end]), total: matching.count, page: page, size: size,
             pages: (matching.count + size - 1) / size)

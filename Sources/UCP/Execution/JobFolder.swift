@@ -20,7 +20,7 @@ public struct JobFolder: Sendable, Hashable {
     /// - Throws: ``InvalidName`` for a job id that is not one safe segment or a bad directory;
     ///   ``UnsafePath`` when a folder cannot be created or runs through a link.
     public init(root: FileRoot, jobID: DataName, directories: [JobPath] = []) throws {
-        guard jobID.segments.count == 1 else { throw InvalidName(jobID.rawValue, .emptySegment) }
+        guard jobID.segments.count == 1 else { throw InvalidName(jobID.rawValue, .notSingleSegment) }
         self.jobID = jobID
         let folder = try root.createFolders(jobID.segments[...])
         path = folder

@@ -34,7 +34,7 @@ public struct JobSpec: Sendable, Hashable {
         timeLimit: Duration? = nil
     ) throws(InvalidName) {
         let id = try DataName(jobID)
-        if id.segments.count != 1 { throw InvalidName(jobID, .emptySegment) }
+        if id.segments.count != 1 { throw InvalidName(jobID, .notSingleSegment) }
         self.jobID = id
         self.module = module
         self.args = args

@@ -21,6 +21,8 @@ public struct InvalidName: Error, Hashable, CustomStringConvertible {
         case backslash
         /// Another control character (below U+0020, or U+007F).
         case controlCharacter
+        /// More than one segment where a single one is required (a job id).
+        case notSingleSegment
         /// Longer than `limit` bytes of UTF-8 in all.
         case tooLong(limit: Int)
         /// A segment longer than `limit` bytes of UTF-8.
@@ -54,6 +56,7 @@ public struct InvalidName: Error, Hashable, CustomStringConvertible {
         case .nul: why = "NUL byte"
         case .backslash: why = "backslash"
         case .controlCharacter: why = "control character"
+        case .notSingleSegment: why = "must be a single segment (no /)"
         case .tooLong(let limit): why = "longer than \(limit) bytes"
         case .segmentTooLong(let limit): why = "a segment is longer than \(limit) bytes"
         }
