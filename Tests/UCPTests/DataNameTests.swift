@@ -98,10 +98,25 @@ struct DataNameTests {
                 try root.createParents(of: DataName("out/x/y"))
             }
             #expect(try root.createParents(of: DataName("new/deep/file")) == root.path + "/new/deep/file")
+            #expect(try root.createParents(of: JobPath("/in/put.txt")) == root.path + "/in/put.txt")
+            #expect(throws: UnsafePath(root.path + "/out", .symbolicLink)) {
+                try root.createParents(of: JobPath("/out/x"))
+            }
             var isFolder: ObjCBool = false
             #expect(
                 FileManager.default.fileExists(atPath: root.path + "/new/deep", isDirectory: &isFolder)
                     && isFolder.boolValue)
+        }
+    }
+
+    @Test("a root that cannot be made names the step that failed")
+    func unmakeableRoot() throws {
+        try withTemporaryFolder { folder in
+            try write("x", to: folder + "/file")
+            #expect(throws: UnsafePath(folder + "/file/root", .system(ENOTDIR))) { try FileRoot(folder + "/file/root") }
+            #expect(throws: UnsafePath(folder + "/file", .notADirectory)) {
+                try FileRoot(folder + "/file", create: false)
+            }
         }
     }
 

@@ -263,6 +263,24 @@ struct JobRunnerTests {
         }
     }
 
+    @Test("removing a job's folder removes links, never what they point to")
+    func removeFolder() async throws {
+        try await withTemporaryFolder { root in
+            let runner = try makeRunner(root: root + "/jobs")
+            defer { runner.shutdown() }
+            try write("keep me", to: root + "/outside/precious.txt")
+            let folder = try stage(.hello, as: "job-remove", in: runner)
+            try FileManager.default.createSymbolicLink(
+                atPath: folder.data.path + "/dir-link", withDestinationPath: root + "/outside")
+            try FileManager.default.createSymbolicLink(
+                atPath: folder.data.path + "/file-link", withDestinationPath: root + "/outside/precious.txt")
+            _ = try await runner.run(try spec(.hello, as: "job-remove"))
+            try folder.remove()
+            #expect(!FileManager.default.fileExists(atPath: folder.path))
+            #expect(try read(root + "/outside/precious.txt") == "keep me")
+        }
+    }
+
     @Test("each distinct module is parsed once")
     func moduleCache() async throws {
         try await withTemporaryFolder { root in

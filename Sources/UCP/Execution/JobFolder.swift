@@ -22,11 +22,14 @@ public struct JobFolder: Sendable, Hashable {
     public init(root: FileRoot, jobID: DataName, directories: [JobPath] = []) throws {
         guard jobID.segments.count == 1 else { throw InvalidName(jobID.rawValue, .notSingleSegment) }
         self.jobID = jobID
+        // `createFolders` checks every component (no link, a folder) under the canonical root, so
+        // the results are canonical folders as they are.
         let folder = try root.createFolders(jobID.segments[...])
+        let job = FileRoot(verified: folder)
         path = folder
-        code = try FileRoot(try root.createFolders([jobID.segments[0], "code"]), create: false)
-        data = try FileRoot(try root.createFolders([jobID.segments[0], "data"]), create: false)
-        out = try FileRoot(try root.createFolders([jobID.segments[0], "out"]), create: false)
+        code = FileRoot(verified: try job.createFolders(["code"]))
+        data = FileRoot(verified: try job.createFolders(["data"]))
+        out = FileRoot(verified: try job.createFolders(["out"]))
         for directory in directories {
             try data.createFolders(directory.segments[...])
         }

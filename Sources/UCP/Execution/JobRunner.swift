@@ -111,7 +111,8 @@ public final class JobRunner: Sendable {
     /// The job's own failures (invalid module, trap, time limit, missing stdin) come back as the
     /// report's ``JobReport/outcome``, with a line about them appended to `stderr.txt`.
     ///
-    /// - Throws: ``JobRunnerError`` when the host cannot write the job's files or its zip;
+    /// - Throws: ``InvalidName`` or ``UnsafePath`` when the job's folder cannot be made safely;
+    ///   ``JobRunnerError`` when the host cannot write the job's files or its zip;
     ///   `CancellationError` after ``shutdown()``.
     public func run(_ spec: JobSpec) async throws -> JobReport {
         let folder = try JobFolder(root: root, jobID: spec.jobID)

@@ -66,10 +66,11 @@ public struct FileRoot: Sendable, Hashable {
     /// - Throws: ``UnsafePath`` when it cannot be created, resolved or is not a folder.
     public init(_ path: String, create: Bool = true) throws(UnsafePath) {
         if create {
-            do {
-                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            } catch {
-                throw UnsafePath(path, .system(EACCES))
+            // mkdir -p, keeping the errno of the step that failed.
+            var prefix = path.hasPrefix("/") ? "" : "."
+            for component in path.split(separator: "/") {
+                prefix += "/" + component
+                if mkdir(prefix, 0o755) != 0, errno != EEXIST { throw UnsafePath(prefix, .system(errno)) }
             }
         }
         guard let real = realpath(path, nil) else { throw UnsafePath(path, .system(errno)) }
@@ -77,6 +78,12 @@ public struct FileRoot: Sendable, Hashable {
         let canonical = String(cString: real)
         guard FileKind.of(canonical) == .directory else { throw UnsafePath(canonical, .notADirectory) }
         self.path = canonical == "/" ? "" : canonical
+    }
+
+    /// A root at `path`, which the caller has just checked to be a canonical folder (made with
+    /// ``createFolders(_:)`` under a canonical root): skips `realpath`.
+    init(verified path: String) {
+        self.path = path
     }
 
     /// The host path of `segments` below the root, checked: no existing component is a symbolic
@@ -120,8 +127,9 @@ public struct FileRoot: Sendable, Hashable {
             case .directory:
                 continue
             case .missing:
-                if mkdir(current, 0o755) != 0, errno != EEXIST { throw UnsafePath(current, .system(errno)) }
-                // Another creator may have won the race; what is there now must still be a folder.
+                if mkdir(current, 0o755) == 0 { continue }
+                guard errno == EEXIST else { throw UnsafePath(current, .system(errno)) }
+                // Another creator won the race; what is there now must still be a folder.
                 switch FileKind.of(current) {
                 case .directory: continue
                 case .symbolicLink: throw UnsafePath(current, .symbolicLink)
@@ -141,6 +149,13 @@ public struct FileRoot: Sendable, Hashable {
         let segments = name.segments
         try createFolders(segments.dropLast())
         return try resolve(segments: segments)
+    }
+
+    /// Creates the parent folders of the job path `path` (where a download into a job's folder
+    /// goes) and returns the host path of `path` itself.
+    public func createParents(of path: JobPath) throws(UnsafePath) -> String {
+        try createFolders(path.segments.dropLast())
+        return try resolve(segments: path.segments)
     }
 
     /// The name of `hostPath` relative to the root, or nil when it is not strictly below it.
