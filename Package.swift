@@ -6,10 +6,19 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Causal", targets: ["Causal"]),
+        .library(name: "UCP", targets: ["UCP"]),
         .executable(name: "ucp", targets: ["ucp"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // Only `UCP`, `UCPTests` and `ucp` depend on these; `Causal` stays free of them.
+        .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -40,6 +49,20 @@ let package = Package(
             name: "Causal",
             dependencies: ["CCausal"]
         ),
+        .target(
+            name: "UCP",
+            dependencies: [
+                "Causal",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"),
+                .product(name: "WASI", package: "WasmKit"),
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "ucp",
             dependencies: [
@@ -55,6 +78,19 @@ let package = Package(
         .testTarget(
             name: "NodeCommandTests",
             dependencies: ["ucp"]
+        ),
+        .testTarget(
+            name: "UCPTests",
+            dependencies: [
+                "UCP",
+                "Causal",
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     cLanguageStandard: .gnu11

@@ -1,0 +1,34 @@
+import Foundation
+
+/// Runs `body` with a fresh temporary folder, removed afterwards whatever happens.
+func withTemporaryFolder<T>(_ body: (String) throws -> T) throws -> T {
+    let path = NSTemporaryDirectory() + "ucp-tests-" + UUID().uuidString.lowercased()
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+/// Runs `body` with a fresh temporary folder, removed afterwards whatever happens.
+func withTemporaryFolder<T>(_ body: (String) async throws -> T) async throws -> T {
+    let path = NSTemporaryDirectory() + "ucp-tests-" + UUID().uuidString.lowercased()
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try await body(path)
+}
+
+/// Writes `text` to `path`, creating its folders.
+func write(_ text: String, to path: String) throws {
+    try write(Array(text.utf8), to: path)
+}
+
+/// Writes `bytes` to `path`, creating its folders.
+func write(_ bytes: [UInt8], to path: String) throws {
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+/// The text of the file at `path`.
+func read(_ path: String) throws -> String {
+    try String(contentsOfFile: path, encoding: .utf8)
+}
