@@ -49,6 +49,24 @@ private let growMemory = #"""
           (then (call $proc_exit (i32.const 3))))))
     """#
 
+/// Calls `poll_oneoff` (which could sleep past any deadline) and exits with the errno it got.
+private let callPoll = #"""
+    (module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (call $proc_exit (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
+    """#
+
+/// Imports a function no runner provides.
+private let importsHost = #"""
+    (module
+      (import "env" "launch_missiles" (func $launch))
+      (memory (export "memory") 1)
+      (func (export "_start") (call $launch)))
+    """#
+
 @Suite("What a guest gets: argv, environment, memory")
 struct GuestEnvironmentTests {
     @Test("argv[0] is the module's file name, then the job's args; the environment is the job's")
@@ -85,6 +103,28 @@ struct GuestEnvironmentTests {
             #expect(
                 try await roomy.run(JobSpec(jobID: "job-grow", module: JobPath("grow.wasm"))).outcome
                     == .exited(code: 0))
+        }
+    }
+
+    @Test("poll_oneoff answers ENOSYS, and a module importing anything else fails to run")
+    func refusedImports() async throws {
+        try await withTemporaryFolder { root in
+            let runner = try makeRunner(root: root)
+            defer { runner.shutdown() }
+            let poll = try runner.prepare(jobID: "job-poll")
+            try write(try wat2wasm(callPoll), to: poll.code.path + "/poll.wasm")
+            #expect(
+                try await runner.run(JobSpec(jobID: "job-poll", module: JobPath("poll.wasm"))).outcome
+                    == .exited(code: 52))
+
+            let host = try runner.prepare(jobID: "job-host")
+            try write(try wat2wasm(importsHost), to: host.code.path + "/host.wasm")
+            let outcome = try await runner.run(JobSpec(jobID: "job-host", module: JobPath("host.wasm"))).outcome
+            guard case .failed(let message) = outcome else {
+                Issue.record("expected a failure, got \(outcome)")
+                return
+            }
+            #expect(message.contains("launch_missiles"))
         }
     }
 }

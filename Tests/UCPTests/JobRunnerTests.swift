@@ -229,6 +229,28 @@ struct JobRunnerTests {
         }
     }
 
+    @Test("the zip stops at its entry limit and keeps the list of skipped files short")
+    func entryLimit() async throws {
+        try await withTemporaryFolder { root in
+            let runner = try makeRunner(root: root) { $0.maxResultEntries = 5 }
+            defer { runner.shutdown() }
+            var files: [String: String] = [:]
+            for index in 0..<20 { files["f\(index < 10 ? "0" : "")\(index).txt"] = "\(index)" }
+            let folder = try stage(.hello, as: "job-entries", in: runner, files: files)
+            for index in 0..<150 {
+                try FileManager.default.createSymbolicLink(
+                    atPath: folder.data.path + "/a-link-\(index)", withDestinationPath: "/etc/passwd")
+            }
+            let report = try await runner.run(try spec(.hello, as: "job-entries"))
+            let entries = try unzip(report.resultZip)
+            #expect(entries.count == 5)  // stdout, stderr and three files
+            #expect(entries["f00.txt"] == "0" && entries["f02.txt"] == "2" && entries["f03.txt"] == nil)
+            #expect(report.skipped.count == 101)
+            #expect(report.skipped.first == "data/a-link-0: symbolic link")
+            #expect(report.skipped.last == "… and 51 more skipped")  // 50 links and the line about the limit
+        }
+    }
+
     @Test("named_results come back as (path, data name) pairs, globs included, links refused")
     func namedResults() async throws {
         try await withTemporaryFolder { root in

@@ -21,11 +21,21 @@ struct ResultCollector {
     /// Deepest folder nesting walked.
     let maxDepth = 64
 
+    /// Most skipped files described one by one; past that they are only counted.
+    static let maxSkippedDetails = 100
+
     /// What a collection produced.
     struct Collected {
         var skipped: [String] = []
+        var moreSkipped = 0
         var bytes: Int64 = 0
         var names: Set<String> = []
+        /// Set once the entry limit is reached: the walk stops there.
+        var full = false
+
+        mutating func skip(_ line: String) {
+            if skipped.count < ResultCollector.maxSkippedDetails { skipped.append(line) } else { moreSkipped += 1 }
+        }
     }
 
     /// Writes `folder`'s result zip: `stdout.txt`, `stderr.txt`, then the `zipResults` entries in
@@ -49,13 +59,13 @@ struct ResultCollector {
         var state = Collected()
         try add(file: folder.stdoutPath, as: "stdout.txt", shownAs: "out/stdout.txt", to: archive, &state)
         try add(file: folder.stderrPath, as: "stderr.txt", shownAs: "out/stderr.txt", to: archive, &state)
-        for (inJob, inZip) in zipResults.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+        for (inJob, inZip) in zipResults.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where !state.full {
             let shown = "data/" + inJob.relative
             let host: String
             do {
                 host = try folder.data.resolve(inJob)
             } catch {
-                state.skipped.append("\(shown): \(error.reasonText)")
+                state.skip("\(shown): \(error.reasonText)")
                 continue
             }
             switch FileKind.of(host) {
@@ -65,13 +75,14 @@ struct ResultCollector {
             case .directory:
                 try add(folder: host, as: inZip.relative, shownAs: shown, depth: 0, to: archive, &state)
             case .missing:
-                state.skipped.append("\(shown): missing")
+                state.skip("\(shown): missing")
             case .symbolicLink:
-                state.skipped.append("\(shown): symbolic link")
+                state.skip("\(shown): symbolic link")
             case .other:
-                state.skipped.append("\(shown): not a regular file")
+                state.skip("\(shown): not a regular file")
             }
         }
+        if state.moreSkipped > 0 { state.skipped.append("… and \(state.moreSkipped) more skipped") }
         return state.skipped
     }
 
@@ -80,14 +91,15 @@ struct ResultCollector {
         _ state: inout Collected
     ) throws {
         guard depth < maxDepth else {
-            state.skipped.append("\(shown): nested deeper than \(maxDepth) folders")
+            state.skip("\(shown): nested deeper than \(maxDepth) folders")
             return
         }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: host) else {
-            state.skipped.append("\(shown): cannot be listed")
+            state.skip("\(shown): cannot be listed")
             return
         }
         for name in names.sorted() {
+            if state.full { return }
             let child = host + "/" + name
             let inZip = prefix.isEmpty ? name : prefix + "/" + name
             let childShown = shown.hasSuffix("/") ? shown + name : shown + "/" + name
@@ -97,9 +109,9 @@ struct ResultCollector {
             case .directory:
                 try add(folder: child, as: inZip, shownAs: childShown, depth: depth + 1, to: archive, &state)
             case .symbolicLink:
-                state.skipped.append("\(childShown): symbolic link")
+                state.skip("\(childShown): symbolic link")
             case .other:
-                state.skipped.append("\(childShown): not a regular file")
+                state.skip("\(childShown): not a regular file")
             case .missing:
                 continue
             }
@@ -112,27 +124,28 @@ struct ResultCollector {
         throws
     {
         guard !name.isEmpty, !state.names.contains(name) else {
-            state.skipped.append("\(shown): duplicate entry \"\(name)\"")
+            state.skip("\(shown): duplicate entry \"\(name)\"")
             return
         }
         guard state.names.count < maxEntries else {
-            state.skipped.append("\(shown): over the limit of \(maxEntries) entries")
+            state.skip("\(shown) and what follows: over the limit of \(maxEntries) entries")
+            state.full = true
             return
         }
         let fd = open(host, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
-            state.skipped.append("\(shown): \(errno == ELOOP ? "symbolic link" : String(cString: strerror(errno)))")
+            state.skip("\(shown): \(errno == ELOOP ? "symbolic link" : String(cString: strerror(errno)))")
             return
         }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, FileKind.kind(mode: info.st_mode) == .regular else {
-            state.skipped.append("\(shown): not a regular file")
+            state.skip("\(shown): not a regular file")
             return
         }
         let size = Int64(info.st_size)
         guard state.bytes + size <= maxBytes else {
-            state.skipped.append("\(shown): over the result size limit of \(maxBytes) bytes")
+            state.skip("\(shown): over the result size limit of \(maxBytes) bytes")
             return
         }
         try archive.addEntry(
@@ -148,14 +161,20 @@ struct ResultCollector {
         state.names.insert(name)
     }
 
-    /// The files of `namedResults` to store as named data, each checked to be a regular file
-    /// inside the job's data folder, and what was left out.
+    /// The files of `namedResults` to store as named data (at most `maxEntries`), each checked to
+    /// be a regular file inside the job's data folder, and what was left out.
     func namedResults(_ folder: JobFolder, _ namedResults: [JobPath: String]) -> ([NamedResult], [String]) {
         var results: [NamedResult] = []
         var skipped: [String] = []
         func append(host: String, path: String, nameText: String, shown: String) {
             switch FileKind.of(host) {
             case .regular:
+                guard results.count < maxEntries else {
+                    if skipped.count < Self.maxSkippedDetails {
+                        skipped.append("\(shown): over the limit of \(maxEntries) named results")
+                    }
+                    return
+                }
                 do {
                     results.append(NamedResult(path: path, hostPath: host, name: try DataName(nameText)))
                 } catch {
