@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cc_clock.h"
 #include "cc_error.h"
 
 _Static_assert(CC_LEVEL_COUNT == CC_LEVEL_CRITICAL - CC_LEVEL_LOW + 1, "one ready list per level");
@@ -236,10 +237,35 @@ cc_msg *cc_delivery_next(cc_delivery *d) {
     return m;
 }
 
+int cc_delivery_take(cc_delivery *d, const cc_msg *m) {
+    /* What admit checks, less what an empty engine makes moot: with nothing
+     * pending no ring slot is taken and nothing can be full, and
+     * m[j] == local[j] + 1 is neither a duplicate nor ahead. */
+    if (d->pending != 0 || !m || !m->clock || m->width > d->width || m->sender >= m->width ||
+        m->level < CC_LEVEL_LOW || m->level > CC_LEVEL_CRITICAL)
+        return 0;
+    uint64_t *local = d->local;
+    uint32_t j = m->sender;
+    if (m->clock[j] != local[j] + 1) return 0;
+    /* As in settle: local[j] + 1 makes the sender's own entry compare as met.
+     * If m is deliverable that is exactly its new value; if not, undo it.
+     * Unlike a resumed scan, this one runs over the whole clock when m is
+     * deliverable, the case it is for: the vector compare pays. */
+    local[j]++;
+    if (!cc_clock_dominates(local, m->clock, m->width)) {
+        local[j]--;
+        return 0;
+    }
+    /* Nothing is pending, so no head waits on j: there is nothing to wake. */
+    d->stats.offered++;
+    d->stats.delivered++;
+    return 1;
+}
+
 uint64_t cc_delivery_send(cc_delivery *d, size_t self, uint64_t *clock_out) {
     uint64_t seq = ++d->local[self];
     if (clock_out) memcpy(clock_out, d->local, d->width * sizeof *clock_out);
     d->stats.delivered++;
-    wake(d, self);
+    if (d->waiting[self]) wake(d, self); /* once per own broadcast: skip the call when nobody waits */
     return seq;
 }

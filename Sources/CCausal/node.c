@@ -1,17 +1,19 @@
 /* A member of a causal broadcast group: the group logic (see cc_node.h).
  *
- * Other threads reach the loop the way cc_inbox does: a broadcast takes a
- * block from the pool (send_window blocks: an empty pool is the window being
- * full), copies its payload in and pushes the block on a bounded queue; one
- * uv_async_t wakes the loop. Producers touch the async handle only between an
- * increment and a decrement of `users`, after checking `closed`; the loop
- * closes the handle only after setting `closed` and seeing `users` at zero
- * (both seq-cst, so either the producer sees closed or the loop sees it).
+ * Other threads reach the loop through the broadcast ring (node_internal.h:
+ * a broadcast claims the next cell unless send_window broadcasts await
+ * acknowledgement, copies its payload in and publishes the cell) and a
+ * bounded queue of requests; one uv_async_t wakes the loop. Producers touch
+ * the async handle only between an increment and a decrement of `users`,
+ * after checking `closed`; the loop closes the handle only after setting
+ * `closed` and seeing `users` at zero (both seq-cst, so either the producer
+ * sees closed or the loop sees it).
  *
- * On the loop thread a broadcast is stamped by the engine, its header and
- * clock are encoded once into the log entry for its sequence, it is delivered
- * locally and written to every authenticated peer (node_link.c). The entry
- * and its block are released when every known peer has acknowledged it.
+ * On the loop thread a broadcast is stamped by the engine and encoded once,
+ * whole, into the log's chunks, right after the frame stamped before it (so
+ * that a batch goes out as one iovec); it is delivered locally and written
+ * to every authenticated peer (node_link.c). The entry, its frame and its
+ * ring cell are released when every known peer has acknowledged it.
  *
  * A received message is delivered straight from the read buffer when it is
  * causally ready (the common case); only a message that must wait is copied,
@@ -32,9 +34,8 @@
 #include "node_internal.h"
 
 _Static_assert(offsetof(rxmsg, head) == 0, "a cc_msg from the engine is its rxmsg");
-_Static_assert(CC_CACHE_LINE % 2 == 0, "pool blocks leave the low pointer bit free for the request tag");
+_Static_assert(NODE_BCAST_PAYLOAD + 16 <= NODE_BLOCK && NODE_BLOCK % 16 == 0, "a ring cell holds its header");
 
-#define REQ_TAG ((uintptr_t)1)
 #define BATCH 64
 #define BUDGET 4096
 
@@ -154,18 +155,34 @@ int cc__node_grow(cc_node *n, uint32_t width) {
     return CC_OK;
 }
 
-static int add_peer(cc_node *n, const cc_node_peer *p, int announce) {
-    if (p->slot == n->cfg.self || p->slot >= NODE_WIDTH_MAX || !valid_host(p->host, p->port))
+/* The checks of cc_node_add_peer, in its codes. */
+static int check_new_peer(const cc_node *n, const cc_node_peer *p) {
+    if (p->slot == n->cfg.self)
         return CC_EINVAL;
+    if (p->slot >= NODE_WIDTH_MAX)
+        return CC_EWIDTH;
+    if (!valid_host(p->host, p->port))
+        return CC_ESYS; /* uv_ip4_addr and uv_ip6_addr both refused it */
+    return CC_OK;
+}
+
+/* Adds a member. `configured`: the address came from our caller
+ * (cc_node_start, cc_node_add_peer), not from another member's MEMBERS, and
+ * is kept whatever the member announces. `announce`: report it and dial. */
+static int add_peer(cc_node *n, const cc_node_peer *p, int announce, int configured) {
+    int rc = check_new_peer(n, p);
+    if (rc != CC_OK)
+        return rc;
     if (p->slot < n->width && n->peers[p->slot])
         return CC_EINVAL;
-    int rc = cc__node_grow(n, p->slot + 1);
+    rc = cc__node_grow(n, p->slot + 1);
     if (rc != CC_OK)
         return rc;
     node_peer *np = calloc(1, sizeof *np);
     if (!np)
         return CC_ENOMEM;
     np->addr = *p;
+    np->configured = configured;
     np->addr.host[CC_NODE_HOST_MAX - 1] = 0;
     np->backoff = n->cfg.reconnect_min_ms;
     np->dial_at = uv_now(cc_loop_uv(n->loop));
@@ -242,15 +259,19 @@ int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len) 
         if (slot == n->cfg.self)
             continue;
         if (slot < n->width && n->peers[slot]) {
-            /* A member knows its own address best: follow it when it moved. */
+            /* A member we only heard of from others: it knows its own address
+             * best, so follow it when it moved. But an address our caller
+             * gave us stays: it may be a proxy, a NAT's outside or a name for
+             * a member that listens on 0.0.0.0, none of which the member's
+             * own view of where it listens would reach. */
             node_peer *np = n->peers[slot];
-            if (slot == c->slot && valid_host(peer.host, port))
+            if (slot == c->slot && !np->configured && valid_host(peer.host, port))
                 np->addr = peer;
             continue;
         }
         if (slot >= NODE_WIDTH_MAX)
             return CC_EWIDTH;
-        if (add_peer(n, &peer, 1) == CC_OK)
+        if (add_peer(n, &peer, 1, 0) == CC_OK)
             added++;
         if (n->closing || c->state == CONN_CLOSING)
             return CC_OK;
@@ -274,13 +295,142 @@ void cc__node_trim(cc_node *n) {
         if (c->wr_busy && c->wr_lo != UINT64_MAX && c->wr_lo - 1 < lim)
             lim = c->wr_lo - 1;
     }
+    uint64_t was = n->log_lo;
     while (n->log_lo <= lim) {
-        log_entry *e = &n->log[n->log_lo % n->cfg.send_window];
-        cc_pool_put(&n->pool, e->b);
-        e->b = NULL;
+        cc__node_release_entry(n, node_log(n, n->log_lo));
         n->log_lo++;
     }
+    if (n->log_lo != was)
+        cc__node_publish_released(n);
     sync_stats(n);
+}
+
+void cc__node_publish_released(cc_node *n) {
+    /* Release: the loop is done with the cells (stamp copied the payloads
+     * out) before a producer that sees the count writes them again. */
+    atomic_store_explicit(&n->ring_released, n->ring_free, memory_order_release);
+}
+
+node_bcast *cc__node_take_cell(cc_node *n) {
+    /* Before the node is shared: claim and take the next position at once. */
+    uint64_t pos = atomic_load_explicit(&n->ring_tail, memory_order_relaxed);
+    if (pos - atomic_load_explicit(&n->ring_released, memory_order_relaxed) >= n->cfg.send_window)
+        return NULL;
+    atomic_store_explicit(&n->ring_tail, pos + 1, memory_order_relaxed);
+    n->ring_head = pos + 1;
+    node_bcast *b = node_cell(n, pos);
+    atomic_store_explicit(&b->seq, pos + 1, memory_order_relaxed);
+    return b;
+}
+
+/* ---- frame chunks ---------------------------------------------------------- */
+
+static node_chunk *chunk_new(cc_node *n, size_t need) {
+    node_chunk *ck = n->chunk_free;
+    if (ck && need <= ck->cap) {
+        n->chunk_free = ck->free;
+    } else {
+        /* Warm-up only: chunks grow to the most bytes held at once (at most
+         * the send window's frames), then come from the free list. */
+        size_t cap = need > NODE_CHUNK ? need : NODE_CHUNK;
+        if (cap > UINT32_MAX)
+            return NULL;
+        ck = malloc(sizeof *ck + cap);
+        if (!ck)
+            return NULL;
+        ck->cap = (uint32_t)cap;
+        ck->prev = NULL;
+        ck->next = n->chunks;
+        if (n->chunks)
+            n->chunks->prev = ck;
+        n->chunks = ck;
+    }
+    ck->used = 0;
+    ck->live = 0;
+    return ck;
+}
+
+static void chunk_free(cc_node *n, node_chunk *ck) {
+    if (ck->cap == NODE_CHUNK) {
+        ck->free = n->chunk_free;
+        n->chunk_free = ck;
+        return;
+    }
+    /* An outsize chunk (one frame larger than NODE_CHUNK): rare, not kept. */
+    if (ck->prev)
+        ck->prev->next = ck->next;
+    else
+        n->chunks = ck->next;
+    if (ck->next)
+        ck->next->prev = ck->prev;
+    free(ck);
+}
+
+uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len) {
+    node_chunk *ck = n->chunk;
+    if (ck && ck->live == 0)
+        ck->used = 0; /* no held frame lies in it, so no write points at it: start over */
+    if (!ck || ck->cap - ck->used < len) {
+        ck = chunk_new(n, len);
+        if (!ck)
+            return NULL;
+        /* The chunk we leave goes back when its last frame is released. */
+        if (n->chunk && n->chunk->live == 0)
+            chunk_free(n, n->chunk);
+        n->chunk = ck;
+    }
+    e->ck = ck;
+    e->off = ck->used;
+    e->len = (uint32_t)len;
+    ck->used += (uint32_t)len;
+    ck->live++;
+    return ck->data + e->off;
+}
+
+/* cc__node_reserve's common case, inline on the per-message path: room
+ * right after the frame before, in a chunk that holds frames. */
+static inline uint8_t *reserve(cc_node *n, log_entry *e, size_t len) {
+    node_chunk *ck = n->chunk;
+    if (!ck || ck->live == 0 || ck->cap - ck->used < len)
+        return cc__node_reserve(n, e, len);
+    e->ck = ck;
+    e->off = ck->used;
+    e->len = (uint32_t)len;
+    ck->used += (uint32_t)len;
+    ck->live++;
+    return ck->data + e->off;
+}
+
+void cc__node_release_entry(cc_node *n, log_entry *e) {
+    /* Entries go in log order, which is ring order: e holds the oldest cell. */
+    if (e->b)
+        n->ring_free++;
+    e->b = NULL;
+    node_chunk *ck = e->ck;
+    if (ck && --ck->live == 0 && ck != n->chunk)
+        chunk_free(n, ck);
+    e->ck = NULL;
+    e->len = 0;
+}
+
+unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, unsigned niov, unsigned max,
+                         size_t *bytes) {
+    uint64_t s = *seq;
+    for (; s <= to; s++) {
+        const log_entry *e = node_log(n, s);
+        if (!e->len)
+            continue;
+        char *p = (char *)e->ck->data + e->off;
+        if (niov && iov[niov - 1].base + iov[niov - 1].len == p && iov[niov - 1].len <= UINT32_MAX - e->len)
+            iov[niov - 1].len += e->len; /* right after the previous frame: same iovec */
+        else if (niov < max)
+            iov[niov++] = uv_buf_init(p, e->len);
+        else
+            break;
+        *bytes += e->len;
+    }
+    *seq = s;
+    return niov;
 }
 
 /* ---- delivery ------------------------------------------------------------------ */
@@ -389,14 +539,10 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
         }
     }
     rxmsg *sc = &n->scratch;
-    sc->clock = n->scratch_clock;
-    int rc = cc_frame_clock(f, sc->clock, f->width);
-    if (rc != CC_OK) {
-        cc__link_close(c, CC_NODE_PROTOCOL, rc, cc_strerror(rc));
-        return NODE_FRAME_CLOSED;
-    }
+    /* Dense (sparse is refused above), so cc_frame_parse checked entries == width. */
+    const uint64_t *clock = node_clock_of(f->clock, f->width, n->scratch_clock);
     const uint64_t *local = n->engine.local;
-    uint64_t seq = sc->clock[s];
+    uint64_t seq = clock[s];
     if (seq == 0 || f->seq != seq) {
         cc__link_close(c, CC_NODE_PROTOCOL, CC_EINVAL, "message sequence does not match its clock");
         return NODE_FRAME_CLOSED;
@@ -405,11 +551,24 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
         node_bump(&n->stats.duplicates, 1); /* normal after a resend */
         return NODE_FRAME_DONE;
     }
+    sc->head.clock = clock;
+    sc->head.width = f->width;
+    sc->head.sender = s;
+    sc->head.level = f->level;
+    sc->kind = f->kind;
+    sc->length = f->payload_len;
+    sc->payload = f->payload;
+    /* In order with nothing held back (the steady state): delivered straight
+     * from the read buffer without passing through the engine's lists. */
+    if (cc_delivery_take(&n->engine, &sc->head)) {
+        deliver_one(n, sc);
+        return NODE_FRAME_DONE;
+    }
     /* Ready now? Then the engine delivers it in this drain, before anything
      * reuses the read buffer: no copy. */
     int ready = seq == local[s] + 1;
     for (uint32_t k = 0; ready && k < f->width; k++)
-        ready = k == s || sc->clock[k] <= local[k];
+        ready = k == s || clock[k] <= local[k];
     rxmsg *r = sc;
     if (!ready) {
         /* Keep the engine's last slot for a ready message. Without it the
@@ -423,19 +582,20 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
         r = rx_get(n, f->width, f->payload_len);
         if (!r)
             return NODE_FRAME_PAUSE; /* out of memory: wait for deliveries to free blocks */
-        memcpy(r->clock, sc->clock, (size_t)f->width * sizeof(uint64_t));
+        memcpy(r->clock, clock, (size_t)f->width * sizeof(uint64_t));
         memcpy((uint8_t *)(r->clock + f->width), f->payload, f->payload_len);
         r->payload = (const uint8_t *)(r->clock + f->width);
+        r->head.clock = r->clock;
     } else {
         r->payload = f->payload;
+        r->head.clock = clock;
     }
-    r->head.clock = r->clock;
     r->head.width = f->width;
     r->head.sender = s;
     r->head.level = f->level;
     r->kind = f->kind;
     r->length = f->payload_len;
-    rc = cc_delivery_offer(&n->engine, &r->head);
+    int rc = cc_delivery_offer(&n->engine, &r->head);
     if (rc != CC_OK && r != sc)
         rx_put(n, r);
     switch (rc) {
@@ -453,72 +613,82 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
 
 /* ---- own broadcasts -------------------------------------------------------- */
 
-static int encode_entry(cc_node *n, log_entry *e, const node_bcast *b, uint64_t seq) {
-    size_t need = CC_FRAME_HEADER_SIZE + (size_t)n->width * sizeof(uint64_t);
-    if (e->hdr_cap < need) {
-        /* The entry is free (trimmed), so no write points at it. Happens once
-         * per entry, and again only when the width grows. */
-        uint8_t *h = realloc(e->hdr, need);
-        if (!h)
-            return CC_ENOMEM;
-        e->hdr = h;
-        e->hdr_cap = (uint32_t)need;
-    }
-    cc_frame h = {
-        .type = CC_FRAME_MESSAGE, .level = b->level, .sender = n->cfg.self, .kind = b->kind, .seq = seq};
-    int64_t size = cc_frame_encode(e->hdr, e->hdr_cap, &h, n->sendclock, NULL, n->width, NULL, 0);
-    if (size < 0)
-        return (int)size;
-    /* The payload stays in its block and goes out as a second iovec; the
-     * length prefix covers it. */
-    node_wr32(e->hdr, (uint32_t)(size - 4 + b->length));
-    e->hdr_len = (uint32_t)size;
-    return CC_OK;
-}
-
-/* Stamps a broadcast and files it in the log; it is persisted, delivered
- * and written after the whole batch is stamped (see on_async). */
+/* Stamps a broadcast and files it in the log, encoded whole; it is
+ * persisted, delivered and written after the whole batch is stamped (see
+ * on_async). */
 static uint64_t stamp(cc_node *n, node_bcast *b) {
-    uint64_t seq = cc_delivery_send(&n->engine, n->cfg.self, n->sendclock);
-    log_entry *e = &n->log[seq % n->cfg.send_window];
-    if (encode_entry(n, e, b, seq) != CC_OK) {
-        /* Only an allocation can fail here (first use of the entry). The
-         * sequence is taken; peers will wait for it, as for a lost member. */
-        e->hdr_len = 0;
-    }
+    /* The frame is encoded from the engine's clock right after the send:
+     * that is the broadcast's clock, with no copy in between. */
+    uint64_t seq = cc_delivery_send(&n->engine, n->cfg.self, NULL);
+    log_entry *e = node_log(n, seq);
     e->b = b;
+    e->ck = NULL;
+    e->len = 0;
+    /* An own frame is always a dense MESSAGE of a valid level from a slot
+     * inside the width, of a size max_frame allows (checked at start): the
+     * codec's checks are skipped and cc_frame_encode's dense layout
+     * (cc_frame.h) is written directly, on the per-message path. Every peer
+     * parses it with cc_frame_parse, so every test checks it. */
+    size_t clock_bytes = (size_t)n->width * 8;
+    size_t size = CC_FRAME_HEADER_SIZE + clock_bytes + b->length;
+    uint8_t *p = size <= UINT32_MAX ? reserve(n, e, size) : NULL;
+    if (p) {
+        node_wr32(p, (uint32_t)(size - 4));
+        p[4] = CC_FRAME_VERSION;
+        p[5] = CC_FRAME_MESSAGE;
+        p[6] = b->level;
+        p[7] = 0; /* flags: dense */
+        node_wr32(p + 8, n->cfg.self);
+        node_wr32(p + 12, n->width);
+        node_wr32(p + 16, n->width); /* entries */
+        node_wr32(p + 20, b->kind);
+        node_wr64(p + 24, seq);
+#if NODE_LE
+        memcpy(p + CC_FRAME_HEADER_SIZE, n->engine.local, clock_bytes);
+#else
+        for (uint32_t k = 0; k < n->width; k++)
+            node_wr64(p + CC_FRAME_HEADER_SIZE + (size_t)k * 8, n->engine.local[k]);
+#endif
+        if (b->length)
+            memcpy(p + CC_FRAME_HEADER_SIZE + clock_bytes, node_bcast_payload(n, b), b->length);
+    }
+    /* Without room (out of memory) the sequence is still taken; peers wait
+     * for it, as for a lost member. */
     n->log_hi = seq;
     node_bump(&n->stats.sent, 1);
     return seq;
 }
 
 /* Delivers an own broadcast from its log entry: its clock is the one
- * encoded in the entry (later stamps of the same batch moved sendclock on). */
+ * encoded in its frame (later stamps of the same batch moved sendclock on). */
 static void deliver_own(cc_node *n, uint64_t seq) {
-    log_entry *e = &n->log[seq % n->cfg.send_window];
-    uint32_t w = e->hdr_len ? node_rd32(e->hdr + 12) : 0;
-    for (uint32_t k = 0; k < w; k++)
-        n->sendclock[k] = node_rd64(e->hdr + CC_FRAME_HEADER_SIZE + (size_t)k * 8);
-    if (!e->hdr_len) {
-        memcpy(n->sendclock, n->engine.local, (size_t)n->width * sizeof(uint64_t));
-        w = n->width;
-    }
+    log_entry *e = node_log(n, seq);
     rxmsg own;
-    own.clock = n->sendclock;
-    own.head.clock = n->sendclock;
-    own.head.width = w;
+    if (e->len) {
+        /* The frame stays in the log at least until this returns: entries go
+         * only when acknowledged, never inside a deliver callback. */
+        const uint8_t *f = e->ck->data + e->off;
+        uint32_t w = node_rd32(f + 12);
+        own.head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->sendclock);
+        own.head.width = w;
+        own.payload = f + CC_FRAME_HEADER_SIZE + (size_t)w * 8;
+    } else {
+        memcpy(n->sendclock, n->engine.local, (size_t)n->width * sizeof(uint64_t));
+        own.head.clock = n->sendclock;
+        own.head.width = n->width;
+        own.payload = node_bcast_payload(n, e->b);
+    }
     own.head.sender = n->cfg.self;
     own.head.level = e->b->level;
     own.kind = e->b->kind;
     own.length = e->b->length;
-    own.payload = (const uint8_t *)e->b + NODE_BCAST_PAYLOAD;
     deliver_one(n, &own);
 }
 
 static void handle_req(cc_node *n, node_req *r) {
     switch (r->kind) {
     case REQ_ADD_PEER:
-        r->rc = n->closing || n->close_begun ? CC_ECLOSED : add_peer(n, &r->peer, 1);
+        r->rc = n->closing || n->close_begun ? CC_ECLOSED : add_peer(n, &r->peer, 1, 1);
         if (r->rc == CC_OK)
             announce_members(n);
         break;
@@ -534,28 +704,29 @@ static void handle_req(cc_node *n, node_req *r) {
 
 static void begin_close(cc_node *n);
 
-/* Takes up to `budget` items off the queue: broadcasts are stamped,
- * recorded in the state folder, then delivered; requests run (or fail with
- * CC_ECLOSED when `final`). Returns how many items it took. */
+/* Takes up to `budget` items: broadcasts off the ring (a batch at a time:
+ * stamped, recorded in the state folder, then delivered), then requests
+ * (run, or failed with CC_ECLOSED when `final`). A broadcast a thread made
+ * before its request is thus stamped before the request runs. Returns how
+ * many items it took. */
 static size_t process_queue(cc_node *n, size_t budget, int final, size_t *sends) {
-    void *batch[BATCH];
     size_t done = 0;
     while (done < budget && !n->closing) {
         if (!final && atomic_load_explicit(&n->closed, memory_order_relaxed))
             break;
-        size_t k = cc_queue_pop_batch(&n->queue, batch, BATCH);
-        if (k == 0)
-            break;
         /* Nothing is delivered or sent before the state folder has it: a
          * restart must not give a sequence a second meaning. */
         uint64_t first = n->log_hi + 1;
-        for (size_t i = 0; i < k; i++) {
-            if ((uintptr_t)batch[i] & REQ_TAG)
-                continue;
-            if (n->closing)
-                cc_pool_put(&n->pool, batch[i]);
-            else
-                stamp(n, batch[i]);
+        size_t k = 0;
+        for (; k < BATCH && !n->closing; k++) {
+            node_bcast *b = node_cell(n, n->ring_head);
+            /* Acquire: pairs with the producer's publication of the cell. A
+             * position claimed but not yet published stops the batch; the
+             * producer's wake-up brings the loop back. */
+            if (atomic_load_explicit(&b->seq, memory_order_acquire) != n->ring_head + 1)
+                break;
+            n->ring_head++;
+            stamp(n, b);
         }
         uint64_t last = n->log_hi;
         if (last >= first) {
@@ -568,10 +739,10 @@ static size_t process_queue(cc_node *n, size_t budget, int final, size_t *sends)
             if (!n->closing)
                 cc__node_trim(n); /* with no peers the entries go at once */
         }
-        for (size_t i = 0; i < k; i++) {
-            if (!((uintptr_t)batch[i] & REQ_TAG))
-                continue;
-            node_req *r = (node_req *)((uintptr_t)batch[i] & ~REQ_TAG);
+        size_t nreq = 0;
+        node_req *r;
+        while (nreq < BATCH && (r = cc_queue_pop(&n->queue)) != NULL) {
+            nreq++;
             if (n->closing || final) {
                 r->rc = CC_ECLOSED;
                 uv_sem_post(&r->done);
@@ -579,7 +750,9 @@ static size_t process_queue(cc_node *n, size_t budget, int final, size_t *sends)
                 handle_req(n, r);
             }
         }
-        done += k;
+        if (k == 0 && nreq == 0)
+            break;
+        done += k + nreq;
     }
     return done;
 }
@@ -616,10 +789,12 @@ static void node_free(cc_node *n) {
     for (size_t i = 0; i < n->nretired; i++)
         free(n->retired[i]);
     free(n->retired);
-    if (n->log) {
-        for (uint32_t i = 0; i < n->cfg.send_window; i++)
-            free(n->log[i].hdr);
-        free(n->log);
+    free(n->log);
+    free(n->big);
+    while (n->chunks) {
+        node_chunk *ck = n->chunks;
+        n->chunks = ck->next;
+        free(ck);
     }
     while (n->rx_all) {
         rxmsg *r = n->rx_all;
@@ -631,7 +806,7 @@ static void node_free(cc_node *n) {
     free(n->state_dir);
     cc_delivery_destroy(&n->engine);
     cc_queue_destroy(&n->queue);
-    cc_pool_destroy(&n->pool);
+    free(n->ring);
     free(n);
 }
 
@@ -640,14 +815,11 @@ static void finish_close(cc_node *n) {
     if (n->joined)
         cc__loop_member_closed(n->loop, &n->member);
     /* Nobody can push any more: fail the requests still queued (their
-     * callers wait on them). Broadcast blocks die with the pool. */
-    void *item;
-    while ((item = cc_queue_pop(&n->queue)) != NULL) {
-        if ((uintptr_t)item & REQ_TAG) {
-            node_req *r = (node_req *)((uintptr_t)item & ~REQ_TAG);
-            r->rc = CC_ECLOSED;
-            uv_sem_post(&r->done);
-        }
+     * callers wait on them). Broadcast cells die with the ring. */
+    node_req *r;
+    while ((r = cc_queue_pop(&n->queue)) != NULL) {
+        r->rc = CC_ECLOSED;
+        uv_sem_post(&r->done);
     }
     if (!n->start_failed) {
         cc__node_save_state(n);
@@ -811,6 +983,8 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
         return CC_ENOMEM;
     memset(n, 0, sizeof *n);
     atomic_init(&n->users, 0);
+    atomic_init(&n->ring_tail, 0);
+    atomic_init(&n->ring_released, 0);
     atomic_init(&n->closed, 0);
     atomic_init(&n->port, 0);
     n->state_fd_log = -1;
@@ -838,17 +1012,19 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     tick /= 4;
     n->tick_ms = tick < 5 ? 5 : tick > 250 ? 250 : tick;
 
-    int rc = cc_pool_init(&n->pool, NODE_BCAST_PAYLOAD + cfg.max_payload, cfg.send_window);
+    size_t cells = 1;
+    while (cells < cfg.send_window)
+        cells <<= 1;
+    n->ring_mask = cells - 1;
+    /* Zeroed: no cell's seq says "published" for its first-lap position. */
+    n->ring = aligned_alloc(CC_CACHE_LINE, cells * NODE_BLOCK);
+    if (n->ring)
+        memset(n->ring, 0, cells * NODE_BLOCK);
+    int rc = n->ring ? CC_OK : CC_ENOMEM;
+    if (rc == CC_OK)
+        rc = cc_queue_init(&n->queue, 64); /* requests; more at once wait their turn (push_req) */
     if (rc != CC_OK) {
-        free(n->state_dir);
-        free(n);
-        return rc;
-    }
-    /* Room for every broadcast block plus concurrent requests: a push of a
-     * block never finds the queue full. */
-    rc = cc_queue_init(&n->queue, (size_t)cfg.send_window + 64);
-    if (rc != CC_OK) {
-        cc_pool_destroy(&n->pool);
+        free(n->ring);
         free(n->state_dir);
         free(n);
         return rc;
@@ -859,17 +1035,22 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     n->peers = calloc(width, sizeof *n->peers);
     n->sendclock = calloc(width, sizeof *n->sendclock);
     n->scratch_clock = calloc(width, sizeof *n->scratch_clock);
-    n->log = calloc(cfg.send_window, sizeof *n->log);
+    n->log_mask = cells - 1; /* as many entries as ring cells: indexed by a mask */
+    n->log = calloc(cells, sizeof *n->log);
+    /* Address space only: pages are touched by payloads larger than NODE_INLINE. */
+    if (cfg.max_payload > NODE_INLINE)
+        n->big = malloc(cells * cfg.max_payload);
     if (cfg.state_dir)
         n->durable = calloc(width, sizeof *n->durable);
     if (rc == CC_OK && cfg.state_dir && !n->durable)
         rc = CC_ENOMEM;
-    if (rc == CC_OK && (!n->peers || !n->sendclock || !n->scratch_clock || !n->log))
+    if (rc == CC_OK && (!n->peers || !n->sendclock || !n->scratch_clock || !n->log ||
+                        (cfg.max_payload > NODE_INLINE && !n->big)))
         rc = CC_ENOMEM;
     n->log_lo = 1;
     n->log_hi = 0;
     for (size_t i = 0; rc == CC_OK && i < npeers; i++)
-        rc = add_peer(n, &peers[i], 0);
+        rc = add_peer(n, &peers[i], 0, 1);
     if (rc == CC_OK)
         rc = cc__node_load_state(n);
     if (rc != CC_OK) {
@@ -910,7 +1091,7 @@ static int push_req(cc_node *n, node_req *r) {
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
     if (!atomic_load(&n->closed)) {
-        while ((rc = cc_queue_push(&n->queue, (void *)((uintptr_t)r | REQ_TAG))) == CC_EFULL)
+        while ((rc = cc_queue_push(&n->queue, r)) == CC_EFULL)
             sched_yield(); /* more than 64 requests at once: rare, and the loop is draining */
         if (rc == CC_OK)
             uv_async_send(&n->async);
@@ -940,20 +1121,31 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
     if (!atomic_load(&n->closed)) {
-        node_bcast *b = cc_pool_get(&n->pool);
-        rc = CC_EFULL; /* send_window broadcasts not yet acknowledged by everyone */
-        if (b) {
-            b->length = (uint32_t)length;
-            b->kind = kind;
-            b->level = level;
-            if (length)
-                memcpy((uint8_t *)b + NODE_BCAST_PAYLOAD, payload, length);
-            /* The queue has a cell for every block: this push cannot fail. */
-            rc = cc_queue_push(&n->queue, b);
-            if (rc == CC_OK)
+        uint64_t pos = atomic_load_explicit(&n->ring_tail, memory_order_relaxed);
+        for (;;) {
+            /* Acquire: pairs with cc__node_publish_released; the loop is done
+             * with the cell's previous broadcast. A stale count only makes
+             * the window look fuller than it is. */
+            if (pos - atomic_load_explicit(&n->ring_released, memory_order_acquire) >= n->cfg.send_window) {
+                rc = CC_EFULL; /* send_window broadcasts not yet acknowledged by everyone */
+                break;
+            }
+            /* The compare-and-swap only elects this producer for pos: the
+             * cell's data is published by its seq below. */
+            if (atomic_compare_exchange_weak_explicit(&n->ring_tail, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                node_bcast *b = node_cell(n, pos);
+                b->length = (uint32_t)length;
+                b->kind = kind;
+                b->level = level;
+                if (length)
+                    memcpy(node_bcast_payload(n, b), payload, length);
+                /* Release: the cell is written before the loop sees it. */
+                atomic_store_explicit(&b->seq, pos + 1, memory_order_release);
                 uv_async_send(&n->async); /* coalesces while one is pending */
-            else
-                cc_pool_put(&n->pool, b);
+                rc = CC_OK;
+                break;
+            }
         }
     }
     atomic_fetch_sub_explicit(&n->users, 1, memory_order_release);
@@ -961,12 +1153,15 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
 }
 
 int cc_node_add_peer(cc_node *n, const cc_node_peer *peer) {
-    if (!n || !peer || peer->slot == n->cfg.self || !valid_host(peer->host, peer->port))
+    if (!n || !peer)
         return CC_EINVAL;
+    int rc = check_new_peer(n, peer);
+    if (rc != CC_OK)
+        return rc;
     if (cc_loop_on_thread(n->loop)) {
         if (n->closing || n->close_begun)
             return CC_ECLOSED;
-        int rc = add_peer(n, peer, 1);
+        rc = add_peer(n, peer, 1, 1);
         if (rc == CC_OK)
             announce_members(n);
         return rc;

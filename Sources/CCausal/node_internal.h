@@ -8,18 +8,21 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 #include "cc_delivery.h"
 #include "cc_node.h"
-#include "cc_pool.h"
 #include "cc_queue.h"
 
 #define NODE_NONCE 32                        /* HELLO challenge, bytes */
 #define NODE_MAC 32                          /* crypto_auth_BYTES */
 #define NODE_HELLO_SIZE (NODE_NONCE + 8 + 8) /* nonce | has (u64) | log_lo (u64) */
-#define NODE_IOV 64             /* iovecs per write: a batch of up to ~31 frames plus control frames */
-#define NODE_RBUF 65536         /* initial read buffer per connection (grows to the largest frame seen) */
+#define NODE_IOV 64          /* iovecs per write: control frames plus runs of back-to-back log frames */
+#define NODE_RBUF_HELLO 4096 /* read buffer of a connection in the handshake (HELLO and AUTH are small) */
+/* Read buffer once authenticated (it grows to the largest frame seen): a read
+ * takes ~1000 small frames, so reads, wake-ups and acknowledgements are per batch. */
+#define NODE_RBUF (256u << 10)
 #define NODE_WIDTH_MAX 65536u   /* no frame may grow the clock past this */
 #define NODE_HANDSHAKING_MAX 64 /* connections allowed in the handshake at once */
 #define NODE_RX_CLASSES 24      /* held-back message blocks: 256 B << class */
@@ -35,6 +38,7 @@ typedef struct node_peer {
     uint64_t dial_at;       /* uv_now() when the next dial may start (dialer side) */
     uint32_t backoff;       /* next reconnect delay */
     int ever_up;
+    int configured; /* addr came from our caller: never replaced by what the member announces */
 } node_peer;
 
 typedef struct node_conn {
@@ -67,23 +71,59 @@ typedef struct node_conn {
     char addr[72]; /* remote "host:port" */
 } node_conn;
 
-/* A broadcast on its way from cc_node_broadcast into the log: one block of
- * the node's pool, header then payload. The pool has send_window blocks and
- * a block goes back only when every peer acknowledged it, so an empty pool
- * is exactly "window full". */
+/* A broadcast on its way from cc_node_broadcast into the log: one cell of
+ * the node's broadcast ring, header then payload.
+ *
+ * The ring has a power of two of cells, at least send_window. Producers
+ * claim positions in order (a compare-and-swap on ring_tail), fill the cell
+ * and publish it through its `seq`; the loop takes cells in position order.
+ * A taken cell stays held by its log entry until every peer acknowledged
+ * the broadcast, and cells are released in the same order (log order is
+ * ring order), so the loop only counts releases (ring_released). A producer
+ * may claim position p only while p - ring_released < send_window: "window
+ * full" is exactly send_window broadcasts not yet acknowledged, and a cell
+ * is never written while its previous broadcast is still held. One claim
+ * and one store per broadcast; the loop gives cells back with one store per
+ * batch of acknowledgements, not one atomic operation per message.
+ *
+ * Cells are small (NODE_BLOCK bytes, payloads up to NODE_INLINE inline) so
+ * that the window sits densely in memory: with cells of max_payload bytes
+ * every broadcast touched a page of its own, and the TLB misses of the
+ * producer's copy, the loop's read and the kernel's copy out of it cost more
+ * than the rest of the send path. A larger payload goes to the cell's slot in
+ * a parallel slab of max_payload-byte slots (node_bcast_payload). */
 typedef struct node_bcast {
+    _Atomic uint64_t seq; /* position + 1 once the cell at that position is written */
     uint32_t length, kind;
     uint8_t level;
 } node_bcast;
 #define NODE_BCAST_PAYLOAD ((sizeof(node_bcast) + 15) & ~(size_t)15)
+#define NODE_BLOCK 256
+#define NODE_INLINE (NODE_BLOCK - NODE_BCAST_PAYLOAD)
 
-/* An own broadcast kept until acknowledged: the payload block plus the
- * frame header and dense clock, encoded once at send time (frames are written
- * as two iovecs, so a later growth of the width never moves a payload). */
+/* Own frames, encoded once when stamped, back to back in chunks of
+ * NODE_CHUNK bytes (larger for a frame that does not fit one). A batch of
+ * frames is then one iovec, not two per frame: the kernel's cost of a writev
+ * grows with its iovecs far more than with its bytes. A chunk is reused once
+ * no held frame lies in it (live == 0); spare chunks stay in a free list, so
+ * the steady state allocates nothing. */
+#define NODE_CHUNK (256u << 10)
+typedef struct node_chunk {
+    struct node_chunk *prev, *next; /* every chunk of the node, freed at close */
+    struct node_chunk *free;        /* link in the free list */
+    uint32_t cap, used;             /* bytes of data; bytes handed out */
+    uint32_t live;                  /* held frames in this chunk */
+    _Alignas(16) uint8_t data[];
+} node_chunk;
+
+/* An own broadcast kept until acknowledged: its ring cell (the window) and
+ * its encoded frame. A frame keeps the width it was stamped with: a later
+ * growth never re-encodes it (receivers pad). */
 typedef struct log_entry {
     node_bcast *b;
-    uint8_t *hdr;
-    uint32_t hdr_len, hdr_cap;
+    node_chunk *ck; /* NULL: no room could be had (out of memory) */
+    uint32_t off;   /* the frame: ck->data + off */
+    uint32_t len;   /* its bytes; 0: not encoded (never sent; peers wait for it as for a lost member) */
 } log_entry;
 
 /* A received message the engine holds (or the per-node scratch one that is
@@ -92,13 +132,13 @@ typedef struct rxmsg {
     cc_msg head;        /* first: the engine hands back the cc_msg */
     struct rxmsg *all;  /* every block ever made, freed at close */
     struct rxmsg *free; /* link in a class free list */
-    uint64_t *clock;    /* a block's own storage right after this header, or the node's scratch clock */
+    uint64_t *clock;    /* a block's own storage right after this header (not used by the scratch one) */
     const uint8_t *payload;
     uint32_t kind, length;
     uint8_t cls;
 } rxmsg;
 
-/* A request from another thread that needs the loop (tagged queue item). */
+/* A request from another thread that needs the loop (on the request queue). */
 enum { REQ_ADD_PEER = 1, REQ_DROP = 2 };
 typedef struct node_req {
     _Alignas(8) int kind;
@@ -109,10 +149,15 @@ typedef struct node_req {
 
 struct cc_node {
     /* any thread */
-    cc_queue queue; /* broadcasts and requests into the loop */
-    cc_pool pool;   /* broadcast blocks = the send window */
+    cc_queue queue; /* requests into the loop */
+    uint8_t *ring;  /* ring_mask + 1 broadcast cells of NODE_BLOCK bytes */
+    uint64_t ring_mask;
     /* Touched by every producer on every call: alone on its line. */
     _Alignas(CC_CACHE_LINE) _Atomic unsigned users;
+    /* Claimed by producers (compare-and-swap): alone on its line. */
+    _Alignas(CC_CACHE_LINE) _Atomic uint64_t ring_tail;
+    /* Written by the loop once per batch of releases, read by producers. */
+    _Alignas(CC_CACHE_LINE) _Atomic uint64_t ring_released;
     _Alignas(CC_CACHE_LINE) _Atomic int closed;
     _Atomic uint16_t port;
     cc_loop *loop;
@@ -131,10 +176,10 @@ struct cc_node {
     /* ---- loop thread only ---- */
     _Alignas(CC_CACHE_LINE) cc_delivery engine;
     uint32_t width;
-    node_peer **peers;       /* width entries; NULL: no member known at that slot */
-    uint64_t *sendclock;     /* width: the clock of the broadcast being stamped */
-    rxmsg scratch;           /* a message delivered straight from the read buffer */
-    uint64_t *scratch_clock; /* width */
+    node_peer **peers;   /* width entries; NULL: no member known at that slot */
+    uint64_t *sendclock; /* width: an own broadcast's clock when it cannot be read in place in its frame */
+    rxmsg scratch;       /* a message delivered straight from the read buffer */
+    uint64_t *scratch_clock; /* width: a received clock when it cannot be read in place (node_clock_of) */
     /* Clock buffers replaced by a growth. A growth can happen inside a
      * deliver callback (cc_node_add_peer from the loop thread) while the
      * message being delivered points at the old buffer, so they are freed
@@ -143,8 +188,17 @@ struct cc_node {
     size_t nretired;
     node_conn *conns;
     int npaused, nhandshaking;
-    uint64_t progress;       /* deliveries so far: paused readers retry when it moves */
-    log_entry *log;          /* send_window entries, by sequence % send_window */
+    uint64_t progress;  /* deliveries so far: paused readers retry when it moves */
+    uint64_t ring_head; /* next ring position to take */
+    uint64_t ring_free; /* next ring position to release (ring_released as the loop knows it) */
+    log_entry *log;     /* log_mask + 1 entries (send_window rounded up to a power of two), by sequence */
+    /* A mask, not a division by send_window: the log is indexed several times per message. */
+    uint64_t log_mask;
+    /* A max_payload-byte slot per ring cell for payloads past NODE_INLINE; NULL if none can be. */
+    uint8_t *big;
+    node_chunk *chunk;       /* where the next own frame goes */
+    node_chunk *chunks;      /* every chunk (prev/next) */
+    node_chunk *chunk_free;  /* spare standard-size chunks */
     uint64_t log_lo, log_hi; /* held: [log_lo, log_hi]; empty when log_lo > log_hi */
     rxmsg *rx_free[NODE_RX_CLASSES];
     rxmsg *rx_all;
@@ -169,11 +223,38 @@ static inline uint64_t cc__node_has(const cc_node *n, uint32_t slot) {
     return n->state_dir ? n->durable[slot] : n->engine.local[slot];
 }
 
+static inline node_bcast *node_cell(const cc_node *n, uint64_t pos) {
+    return (node_bcast *)(void *)(n->ring + (size_t)(pos & n->ring_mask) * NODE_BLOCK);
+}
+
+/* Where a broadcast's payload is until its frame is encoded. Any thread
+ * (the producer fills it, the loop reads it). */
+static inline uint8_t *node_bcast_payload(const cc_node *n, const node_bcast *b) {
+    if (b->length <= NODE_INLINE)
+        return (uint8_t *)b + NODE_BCAST_PAYLOAD;
+    size_t slot = (size_t)((const uint8_t *)b - n->ring) / NODE_BLOCK;
+    return n->big + slot * n->cfg.max_payload;
+}
+
+static inline log_entry *node_log(const cc_node *n, uint64_t seq) {
+    return &n->log[seq & n->log_mask];
+}
+
 /* node.c, for node_link.c */
 void cc__node_emit(cc_node *n, cc_node_event_kind kind, uint32_t slot, int code, const char *reason,
                    const char *address);
 int cc__node_grow(cc_node *n, uint32_t width);
 void cc__node_trim(cc_node *n);
+/* Room for own frame e (len bytes) in a chunk; NULL: out of memory. */
+uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len);
+void cc__node_release_entry(cc_node *n, log_entry *e); /* the oldest entry's cell and frame room go back */
+void cc__node_publish_released(cc_node *n);            /* producers may reuse the cells released so far */
+node_bcast *cc__node_take_cell(cc_node *n);            /* cc_node_start only: a cell for a reloaded entry */
+/* Appends own frames [*seq, to] to iov[niov..max) as runs of back-to-back
+ * frames, skips frames that could not be encoded, advances *seq past what
+ * it took and adds their bytes to *bytes. Returns the new niov. */
+unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, unsigned niov, unsigned max,
+                         size_t *bytes);
 int cc__node_on_message(cc_node *n, node_conn *c, const void *frame); /* NODE_FRAME_* */
 int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len);
 size_t cc__node_members_payload(cc_node *n, uint8_t *out, size_t cap);
@@ -222,6 +303,25 @@ static inline uint32_t node_rd32(const uint8_t *p) {
 }
 static inline uint64_t node_rd64(const uint8_t *p) {
     return (uint64_t)node_rd32(p) | (uint64_t)node_rd32(p + 4) << 32;
+}
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define NODE_LE 1
+#else
+#define NODE_LE 0
+#endif
+
+/* A frame's dense clock as an array: in place when the host is little-endian
+ * and the bytes are aligned for uint64_t (back-to-back frames whose sizes are
+ * multiples of 8, as a 64-byte payload makes them, all are), else decoded into
+ * `scratch`. Saves a copy of the whole clock per message. The bytes live as
+ * long as the frame (the read buffer until the message is delivered or
+ * copied, or the log entry). */
+static inline const uint64_t *node_clock_of(const uint8_t *p, uint32_t w, uint64_t *scratch) {
+    if (NODE_LE && ((uintptr_t)p & (_Alignof(uint64_t) - 1)) == 0)
+        return (const uint64_t *)(const void *)p;
+    for (uint32_t k = 0; k < w; k++)
+        scratch[k] = node_rd64(p + (size_t)k * 8);
+    return scratch;
 }
 
 #endif

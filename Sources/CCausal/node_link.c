@@ -3,18 +3,22 @@
  *
  * Reads land in the connection's own buffer (alloc_cb hands out its free
  * tail); every complete frame is handled in place and the leftover partial
- * frame is moved to the front. The buffer grows only to the largest frame the
- * peer sends (at most max_frame, which the parser enforces before waiting for
- * a body), so the steady state allocates nothing.
+ * frame is moved to the front. The buffer is small in the handshake, grows to
+ * NODE_RBUF once the peer is authenticated (large reads: fewer syscalls,
+ * wake-ups and acknowledgements per message), and beyond that only to the
+ * largest frame the peer sends (at most max_frame, which the parser enforces
+ * before waiting for a body), so the steady state allocates nothing.
  *
  * Writes gather the control frames (built into the active one of two small
- * buffers) and the log's frames (header + clock, payload: two iovecs each)
- * into one uv_try_write. What the socket does not take goes out with one
- * uv_write; until its callback nothing else is written on that connection,
- * the control buffer it holds is left alone (new control frames go into the
- * other one) and the log keeps the entries it points at. libuv copies an iovec
- * array of more than four entries for a uv_write: one allocation per
- * backed-up batch, never per message.
+ * buffers) and the log's frames (stored back to back: one iovec per run of
+ * them, so a batch of any length is one or two iovecs) into one
+ * uv_try_write: one syscall per connection per batch, not per message. What
+ * the socket does not take goes out with one uv_write; until its callback
+ * nothing else is written on that connection, the control buffer it holds is
+ * left alone (new control frames go into the other one) and the log keeps
+ * the entries it points at. libuv copies an iovec array of more than four
+ * entries for a uv_write: one allocation per backed-up batch at most, never
+ * per message.
  *
  * Handshake (both directions on one connection, the dialer speaks first):
  *   dialer -> HELLO(nonce_d, has, log_lo)
@@ -69,7 +73,9 @@ static node_conn *conn_new(cc_node *n) {
     node_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->rcap = NODE_RBUF < n->cfg.max_frame ? NODE_RBUF : n->cfg.max_frame;
+    /* Small until the peer has proven the key: connections that never
+     * authenticate hold little. */
+    c->rcap = NODE_RBUF_HELLO;
     c->rbuf = malloc(c->rcap);
     c->ctl_cap[0] = c->ctl_cap[1] = 512;
     c->ctl[0] = malloc(512);
@@ -226,19 +232,8 @@ void cc__link_flush(node_conn *c) {
             total += c->ctl_len[a];
         }
         uint64_t first = c->next_send, seq = first;
-        if (c->state == CONN_UP) {
-            for (; seq <= n->log_hi && niov + 2 <= NODE_IOV; seq++) {
-                log_entry *e = &n->log[seq % n->cfg.send_window];
-                if (!e->hdr_len)
-                    continue; /* could not be encoded (out of memory at first use) */
-                iov[niov++] = uv_buf_init((char *)e->hdr, e->hdr_len);
-                total += e->hdr_len;
-                if (e->b->length) {
-                    iov[niov++] = uv_buf_init((char *)e->b + NODE_BCAST_PAYLOAD, e->b->length);
-                    total += e->b->length;
-                }
-            }
-        }
+        if (c->state == CONN_UP)
+            niov = cc__node_gather(n, &seq, n->log_hi, iov, niov, NODE_IOV, &total);
         if (niov == 0)
             return;
         int r = uv_try_write((uv_stream_t *)&c->tcp, iov, niov);
@@ -480,9 +475,11 @@ static void conn_process(node_conn *c) {
         c->rlen -= off;
     }
     size_t need = cc_frame_needed(c->rbuf, c->rlen);
+    if (c->state == CONN_UP && need < NODE_RBUF)
+        need = NODE_RBUF; /* authenticated: large reads from now on (once) */
     if (!c->paused && need > c->rcap) {
-        /* A frame larger than any before (the parser already checked it
-         * against max_frame): the buffer grows once to hold it. */
+        /* Authenticated, or a frame larger than any before (the parser
+         * already checked it against max_frame): the buffer grows once. */
         uint8_t *b = realloc(c->rbuf, need);
         if (!b) {
             cc__link_close(c, CC_NODE_PROTOCOL, CC_ENOMEM, cc_strerror(CC_ENOMEM));

@@ -18,6 +18,7 @@
  * survives the process, not the machine losing power. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,46 +53,40 @@ static int write_all(int fd, const uint8_t *p, size_t len) {
     return 1;
 }
 
-/* Writes the held own frames [from, to] to fd, at most IOV_BATCH iovecs per call. */
-#define IOV_BATCH 64
+/* libuv's uv_buf_t is laid out as a struct iovec on Unix (it says it may be
+ * cast to one): the runs cc__node_gather makes go straight to writev. */
+_Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec) &&
+                   offsetof(uv_buf_t, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(uv_buf_t, len) == offsetof(struct iovec, iov_len),
+               "uv_buf_t is an iovec");
+
+/* Writes the held own frames [from, to] to fd, IOV_BATCH runs of frames per call. */
+#define IOV_BATCH 16
 static int write_entries(cc_node *n, int fd, uint64_t from, uint64_t to, uint64_t *bytes) {
-    struct iovec iov[IOV_BATCH];
-    int k = 0;
-    size_t want = 0;
-    for (uint64_t seq = from;; seq++) {
-        if (seq <= to) {
-            log_entry *e = &n->log[seq % n->cfg.send_window];
-            if (e->hdr_len) {
-                iov[k++] = (struct iovec){e->hdr, e->hdr_len};
-                want += e->hdr_len;
-                if (e->b->length) {
-                    iov[k++] = (struct iovec){(uint8_t *)e->b + NODE_BCAST_PAYLOAD, e->b->length};
-                    want += e->b->length;
+    uint64_t seq = from;
+    while (seq <= to) {
+        uv_buf_t iov[IOV_BATCH];
+        size_t want = 0;
+        unsigned k = cc__node_gather(n, &seq, to, iov, 0, IOV_BATCH, &want);
+        if (k == 0)
+            continue; /* nothing encoded in the rest */
+        ssize_t w = writev(fd, (const struct iovec *)iov, (int)k);
+        if (w < 0 || (size_t)w != want) {
+            /* A short write (disk full, say): write the rest plainly. */
+            size_t done = w < 0 ? 0 : (size_t)w;
+            for (unsigned i = 0; i < k; i++) {
+                if (done >= iov[i].len) {
+                    done -= iov[i].len;
+                    continue;
                 }
+                if (!write_all(fd, (uint8_t *)iov[i].base + done, iov[i].len - done))
+                    return 0;
+                done = 0;
             }
         }
-        if (k && (seq >= to || k + 2 > IOV_BATCH)) {
-            ssize_t w = writev(fd, iov, k);
-            if (w < 0 || (size_t)w != want) {
-                /* A short write (disk full, say): write the rest plainly. */
-                size_t done = w < 0 ? 0 : (size_t)w;
-                for (int i = 0; i < k; i++) {
-                    if (done >= iov[i].iov_len) {
-                        done -= iov[i].iov_len;
-                        continue;
-                    }
-                    if (!write_all(fd, (uint8_t *)iov[i].iov_base + done, iov[i].iov_len - done))
-                        return 0;
-                    done = 0;
-                }
-            }
-            *bytes += want;
-            k = 0;
-            want = 0;
-        }
-        if (seq >= to)
-            return 1;
+        *bytes += want;
     }
+    return 1;
 }
 
 int cc__node_append_log(cc_node *n, uint64_t from, uint64_t to) {
@@ -258,24 +253,21 @@ int cc__node_load_state(cc_node *n) {
             if (f.seq < lo || f.seq > seq || (prev && f.seq != prev + 1) ||
                 f.payload_len > n->cfg.max_payload)
                 continue;
-            node_bcast *b = cc_pool_get(&n->pool);
-            log_entry *e = &n->log[f.seq % n->cfg.send_window];
-            size_t hl = f.size - f.payload_len;
-            uint8_t *h = b ? realloc(e->hdr, hl) : NULL;
-            if (!h) {
-                if (b)
-                    cc_pool_put(&n->pool, b);
-                free(lg);
+            /* The ring cell is the window's count; the frame is the log's copy. */
+            node_bcast *b = cc__node_take_cell(n);
+            log_entry *e = node_log(n, f.seq);
+            e->b = b;
+            e->ck = NULL;
+            e->len = 0;
+            uint8_t *p = b ? cc__node_reserve(n, e, f.size) : NULL;
+            if (!p) {
+                free(lg); /* node_free takes the rest: nothing is shared yet */
                 return CC_ENOMEM;
             }
-            e->hdr = h;
-            e->hdr_cap = e->hdr_len = (uint32_t)hl;
-            memcpy(h, lg + off, hl);
+            memcpy(p, lg + off, f.size);
             b->length = f.payload_len;
             b->kind = f.kind;
             b->level = f.level;
-            memcpy((uint8_t *)b + NODE_BCAST_PAYLOAD, f.payload, f.payload_len);
-            e->b = b;
             if (!first)
                 first = f.seq;
             prev = f.seq;
@@ -285,11 +277,9 @@ int cc__node_load_state(cc_node *n) {
             n->log_lo = first;
         } else {
             /* Nothing held (or a gap we cannot fill): release what was loaded. */
-            for (uint64_t s = first; first && s <= prev; s++) {
-                log_entry *e = &n->log[s % n->cfg.send_window];
-                cc_pool_put(&n->pool, e->b);
-                e->b = NULL;
-            }
+            for (uint64_t s = first; first && s <= prev; s++)
+                cc__node_release_entry(n, node_log(n, s));
+            cc__node_publish_released(n);
             n->log_lo = seq + 1;
         }
     } else {

@@ -9,16 +9,19 @@ import CCausal
 #endif
 
 extension CausalNode {
-    /// Another member of the group as this one knows it: its clock slot and where it listens.
+    /// Another member of the group as this one knows it: its clock slot and where to reach it.
     ///
     /// `host` is an IPv4 or IPv6 literal (`127.0.0.1`, `::1`; no brackets, no names). Of two
-    /// members, the one with the lower slot dials the other.
+    /// members, the one with the lower slot dials the other, at the address given here: a
+    /// proxy or a NAT in front of the member works, and keeps working across reconnects,
+    /// whatever address the member announces for itself.
     public struct Peer: Sendable, Hashable, CustomStringConvertible {
         /// The member's slot in the group's clocks.
         public var slot: Int
-        /// The address it listens on: an IPv4 or IPv6 literal.
+        /// The address it is reached at (where it listens, or a proxy in front of it): an
+        /// IPv4 or IPv6 literal.
         public var host: String
-        /// The port it listens on.
+        /// The port it is reached at.
         public var port: Int
 
         /// A member at `slot` listening on `host:port`.

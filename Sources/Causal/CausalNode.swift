@@ -215,6 +215,22 @@ public final class CausalNode: Sendable {
         }
     }
 
+    /// Broadcasts the bytes `payload` points at, as `broadcast(_:emergency:kind:)` does; the
+    /// bytes are copied before the call returns. For a caller that already holds a buffer,
+    /// this overload is not generic, so a call from another module does not go through the
+    /// `Collection` witnesses for every message. Any thread; allocates nothing.
+    ///
+    /// - Throws: as `broadcast(_:emergency:kind:)`.
+    public func broadcast(
+        _ payload: UnsafeRawBufferPointer, emergency: EmergencyLevel = .low, kind: UInt32 = 0
+    ) throws(CausalNodeError) {
+        guard payload.count <= options.maxPayload else { throw CausalNodeError(.tooLarge) }
+        let rc = send(payload, level: emergency, kind: kind)
+        guard Int(rc) == CC_OK else {
+            throw CausalNodeError(code: rc)
+        }
+    }
+
     /// Broadcasts `payload`, waiting with a short, growing pause (50 µs up to 2 ms) while
     /// the send window is full, until `deadline`. Any thread.
     ///
@@ -253,20 +269,28 @@ public final class CausalNode: Sendable {
     // MARK: Membership
 
     /// Adds a member to the group. Its slot may lie past the current width: clocks grow,
-    /// and the node tells its peers (they learn the new width). Any thread.
+    /// and the node tells its peers (they learn the new width). The node dials `peer` at the
+    /// address given here from then on, whatever address the member announces. Any thread.
     ///
     /// - Throws: `.slotTaken` when `peer.slot` is this node's or a known member's,
-    ///   `.invalid` for a bad address, `.closed` once closing.
+    ///   `.invalid` for a bad address or a slot past the widest group (65536), `.closed`
+    ///   once closing.
     public func addPeer(_ peer: Peer) throws(CausalNodeError) {
         var cPeer = try peer.cPeer()
         let context = self.context
         guard context.gate.enter(unless: Gate.closing | Gate.closed) else { throw CausalNodeError(.closed) }
         let rc = cc_node_add_peer(context.handle, &cPeer)
         context.gate.leave()
+        // The C codes of cc_node_add_peer: EINVAL is the slot (self or taken), ESYS the
+        // address (checked above too), EWIDTH a slot past the widest group.
         switch Int(rc) {
         case CC_OK: return
-        // The address was checked above: C refuses only a slot it has.
         case CC_EINVAL: throw CausalNodeError(.slotTaken, detail: "slot \(peer.slot)")
+        case CC_ESYS:
+            throw CausalNodeError(
+                .invalid, detail: "peer \(peer.slot): host \"\(peer.host)\" is not an IPv4 or IPv6 address")
+        case CC_EWIDTH:
+            throw CausalNodeError(.invalid, detail: "peer slot \(peer.slot) past the widest group (65536 slots)")
         default: throw CausalNodeError(code: rc)
         }
     }
@@ -387,13 +411,23 @@ private final class NodeContext: @unchecked Sendable {
     var handle: OpaquePointer? = nil
     var finalStatistics = NodeStatistics()
     var finalClock: VectorClock
-    /// Behind a pointer rather than in stored properties: read once per message on the
+    /// Behind pointers rather than in stored properties: read once per message on the
     /// loop thread, where a class property would pay a dynamic exclusivity check each time.
-    /// Emptied at close to break cycles through the handler's captures.
+    /// Emptied at close to break cycles through the handler's captures. The handler has a
+    /// pointer of its own, to an immutable box that it holds a reference to: the loop thread
+    /// calls it with neither reference counting, nor a reabstraction thunk, nor metadata of
+    /// the generic stream types.
+    private let handler: UnsafeMutablePointer<Unmanaged<DeliverHandler>?>
     private let callbacks: UnsafeMutablePointer<Callbacks>
 
+    typealias Handler = @Sendable (borrowing UnsafeNodeMessage) -> Void
+
+    private final class DeliverHandler: Sendable {
+        let body: Handler
+        init(_ body: @escaping Handler) { self.body = body }
+    }
+
     private struct Callbacks {
-        var onDeliver: (@Sendable (borrowing UnsafeNodeMessage) -> Void)?
         var deliveries: AsyncStream<CausalMessage>.Continuation?
         var events: AsyncStream<NodeEvent>.Continuation?
     }
@@ -404,21 +438,33 @@ private final class NodeContext: @unchecked Sendable {
         width: Int
     ) {
         finalClock = VectorClock(width: width)
+        handler = .allocate(capacity: 1)
+        handler.initialize(to: onDeliver.map { Unmanaged.passRetained(DeliverHandler($0)) })
         callbacks = .allocate(capacity: 1)
-        callbacks.initialize(to: Callbacks(onDeliver: onDeliver, deliveries: deliveries, events: events))
+        callbacks.initialize(to: Callbacks(deliveries: deliveries, events: events))
     }
 
     deinit {
+        handler.pointee?.release()
+        handler.deinitialize(count: 1)
+        handler.deallocate()
         callbacks.deinitialize(count: 1)
         callbacks.deallocate()
     }
 
+    /// Every delivery, on the loop thread. The handler is the hot path; the stream's code is
+    /// kept out of line, so that this frame needs nothing of the stream's generic types.
     func deliver(_ m: UnsafePointer<cc_node_message>) {
-        if let onDeliver = callbacks.pointee.onDeliver {
-            onDeliver(UnsafeNodeMessage(m))
-        } else if let deliveries = callbacks.pointee.deliveries {
-            deliveries.yield(UnsafeNodeMessage(m).copy())
+        if let box = handler.pointee {
+            box._withUnsafeGuaranteedRef { $0.body(UnsafeNodeMessage(m)) }
+        } else {
+            yieldCopy(m)
         }
+    }
+
+    @inline(never)
+    private func yieldCopy(_ m: UnsafePointer<cc_node_message>) {
+        callbacks.pointee.deliveries?.yield(UnsafeNodeMessage(m).copy())
     }
 
     func event(_ e: UnsafePointer<cc_node_event>) {
@@ -460,6 +506,9 @@ private final class NodeContext: @unchecked Sendable {
         }
         for waiter in waiters { waiter.resume() }
         // Releasing the handler may release the last reference to the node or the loop.
+        let box = handler.pointee
+        handler.pointee = nil
+        box?.release()
         callbacks.pointee = Callbacks()
     }
 }

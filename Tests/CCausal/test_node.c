@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -201,13 +202,29 @@ static cc_node_peer peer_at(uint32_t slot, uint16_t port) {
     return p;
 }
 
-static int start(tnode *t, const cc_node_config *cfg, const cc_node_peer *peers, size_t np) {
+/* Starts a member whose checker carries on from `old` (what an earlier
+ * incarnation of the slot delivered), or from nothing. The checker state is
+ * in place before the node can deliver anything. */
+static int start_from(tnode *t, const tnode *old, const cc_node_config *cfg, const cc_node_peer *peers,
+                      size_t np) {
+    pthread_mutex_lock(&mu);
     memset(t, 0, sizeof *t);
+    if (old) {
+        memcpy(t->seen, old->seen, sizeof old->seen);
+        memcpy(t->got, old->got, sizeof old->got);
+        t->delivered = old->delivered;
+        t->violations = old->violations;
+    }
+    pthread_mutex_unlock(&mu);
     t->slot = cfg->self;
     if (cc_loop_start(0, &t->loop) != CC_OK)
         return 0;
     cc_node_callbacks cb = {.ctx = t, .deliver = on_deliver, .event = on_event, .closed = on_closed};
     return cc_node_start(t->loop, cfg, peers, np, &cb, &t->node) == CC_OK;
+}
+
+static int start(tnode *t, const cc_node_config *cfg, const cc_node_peer *peers, size_t np) {
+    return start_from(t, NULL, cfg, peers, np);
 }
 
 /* Starts `count` members of one group, highest slot first: a member only
@@ -450,9 +467,14 @@ static void test_group(void) {
     CHECK_EQ(cc_node_broadcast(t[0].node, big, sizeof big, CC_LEVEL_LOW, 0), CC_EINVAL);
     CHECK_EQ(cc_node_broadcast(t[0].node, big, 8, 0, 0), CC_EINVAL);
     CHECK_EQ(cc_node_broadcast(t[0].node, big, 8, 5, 0), CC_EINVAL);
-    cc_node_peer self = peer_at(0, 1), taken = peer_at(1, 1);
+    cc_node_peer self = peer_at(0, 1), taken = peer_at(1, 1), named = peer_at(5, 1),
+                 huge = peer_at(1u << 20, 1);
+    snprintf(named.host, sizeof named.host, "localhost"); /* a name, not an address */
     CHECK_EQ(cc_node_add_peer(t[0].node, &self), CC_EINVAL);
     CHECK_EQ(cc_node_add_peer(t[0].node, &taken), CC_EINVAL);
+    CHECK_EQ(cc_node_add_peer(t[0].node, &named), CC_ESYS);
+    CHECK_EQ(cc_node_add_peer(t[0].node, &huge), CC_EWIDTH);
+    CHECK_EQ(cc_node_add_peer(t[0].node, NULL), CC_EINVAL);
     /* t[2] is left for the loop's stop to close. */
     stop(&t[0]);
     stop(&t[1]);
@@ -928,13 +950,7 @@ static void test_restart(void) {
     cc_node_peer peers[2] = {peer_at(0, 0), peer_at(2, cc_node_port(t[2].node))};
     cc_node_config c1 = with_state(base_config(1, 3));
     c1.listen_port = port1;
-    REQUIRE(start(&t[1], &c1, peers, 2));
-    pthread_mutex_lock(&mu);
-    memcpy(t[1].seen, old.seen, sizeof old.seen);
-    memcpy(t[1].got, old.got, sizeof old.got);
-    t[1].delivered = old.delivered;
-    t[1].violations = old.violations;
-    pthread_mutex_unlock(&mu);
+    REQUIRE(start_from(&t[1], &old, &c1, peers, 2));
     s[1] = (sender){.t = &t[1], .from = A_EACH / 2, .to = A_EACH};
     pthread_create(&th[1], NULL, send_thread, &s[1]);
     for (int i = 0; i < 3; i++) {
@@ -1047,38 +1063,40 @@ static void test_held_back(void) {
 
 /* ---- (e) back-pressure ---------------------------------------------------------- */
 
+enum { BP_WINDOW = 12, BP_MORE = 200 }; /* not a power of two: the window is exact, not the ring's size */
+
 static void test_back_pressure(void) {
-    /* Slot 1 with a window of 16 knows slot 0, which is down (and would dial
+    /* Slot 1 with a window of 12 knows slot 0, which is down (and would dial
      * it: slot 1 only waits). */
     tnode a, b;
     cc_node_config ca = base_config(1, 2);
-    ca.send_window = 16;
+    ca.send_window = BP_WINDOW;
     cc_node_peer pa = peer_at(0, 0);
     REQUIRE(start(&a, &ca, &pa, 1));
     uint8_t buf[128];
-    for (uint32_t i = 0; i < 16; i++)
+    for (uint32_t i = 0; i < BP_WINDOW; i++)
         CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, i), CC_LEVEL_LOW, 0), CC_OK);
-    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, 16), CC_LEVEL_LOW, 0), CC_EFULL);
-    group_wait ga = {.t = &a, .each = 16};
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_LOW, 0), CC_EFULL);
+    group_wait ga = {.t = &a, .each = BP_WINDOW};
     pthread_mutex_lock(&mu);
     CHECK(wait_for(delivered_n, &ga, WAIT_S)); /* own broadcasts are delivered at once */
     pthread_mutex_unlock(&mu);
     cc_node_stats st;
     cc_node_stats_get(a.node, &st);
-    CHECK_EQ(st.unacked, 16);
-    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, 16), CC_LEVEL_LOW, 0), CC_EFULL);
+    CHECK_EQ(st.unacked, BP_WINDOW);
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_LOW, 0), CC_EFULL);
 
     cc_node_config cb = base_config(0, 2);
     cc_node_peer pb = peer_at(1, cc_node_port(a.node));
     REQUIRE(start(&b, &cb, &pb, 1));
-    group_wait gb = {.t = &b, .each = 16};
+    group_wait gb = {.t = &b, .each = BP_WINDOW};
     pthread_mutex_lock(&mu);
     CHECK(wait_for(delivered_n, &gb, WAIT_S));
     pthread_mutex_unlock(&mu);
     /* The window opens once b's acknowledgement arrives. */
     struct timespec end = deadline_in(WAIT_S);
     int rc;
-    while ((rc = cc_node_broadcast(a.node, buf, payload(buf, 1, 16), CC_LEVEL_HIGH, 0)) == CC_EFULL) {
+    while ((rc = cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_HIGH, 0)) == CC_EFULL) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         if (now.tv_sec > end.tv_sec)
@@ -1086,12 +1104,20 @@ static void test_back_pressure(void) {
         sched_yield();
     }
     CHECK_EQ(rc, CC_OK);
-    gb.each = 17;
+    gb.each = BP_WINDOW + 1;
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &gb, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    /* Many times the window through it: the broadcast ring wraps. */
+    sender more = {.t = &a, .from = BP_WINDOW + 1, .to = BP_WINDOW + 1 + BP_MORE};
+    send_thread(&more);
+    CHECK_EQ(more.rc, CC_OK);
+    gb.each = BP_WINDOW + 1 + BP_MORE;
     pthread_mutex_lock(&mu);
     CHECK(wait_for(delivered_n, &gb, WAIT_S));
     CHECK_EQ(b.violations, 0);
     CHECK_EQ(a.violations, 0);
-    CHECK_EQ(b.got[1], 17);
+    CHECK_EQ(b.got[1], BP_WINDOW + 1 + BP_MORE);
     pthread_mutex_unlock(&mu);
     stop(&b);
     stop(&a);
@@ -1155,6 +1181,260 @@ static void test_growth(void) {
         stop(&t[i]);
 }
 
+/* ---- a member reached through a forwarder stays reached through it --------------- */
+
+/* A TCP forwarder on a thread of its own: each connection to `port` is
+ * relayed to 127.0.0.1:target, which the test may change (the member moved);
+ * `accepted` counts the relayed connections. */
+typedef struct forwarder {
+    int listen_fd, wake[2];
+    uint16_t port;
+    _Atomic int target, accepted;
+    pthread_t thread;
+} forwarder;
+
+enum { FWD_PAIRS = 8 };
+
+static void *forward_thread(void *arg) {
+    forwarder *f = arg;
+    int a[FWD_PAIRS], b[FWD_PAIRS];
+    static uint8_t buf[65536]; /* one forwarder at a time */
+    for (int i = 0; i < FWD_PAIRS; i++)
+        a[i] = b[i] = -1;
+    for (;;) {
+        struct pollfd p[2 + 2 * FWD_PAIRS];
+        int np = 0;
+        p[np++] = (struct pollfd){.fd = f->wake[0], .events = POLLIN};
+        p[np++] = (struct pollfd){.fd = f->listen_fd, .events = POLLIN};
+        for (int i = 0; i < FWD_PAIRS; i++) {
+            if (a[i] >= 0) {
+                p[np++] = (struct pollfd){.fd = a[i], .events = POLLIN};
+                p[np++] = (struct pollfd){.fd = b[i], .events = POLLIN};
+            }
+        }
+        if (poll(p, (nfds_t)np, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[0].revents)
+            break;
+        /* Relay what is readable; a pair closes both ways when either side ends. */
+        for (int i = 0, k = 2; i < FWD_PAIRS; i++) {
+            if (a[i] < 0)
+                continue;
+            for (int side = 0; side < 2 && a[i] >= 0; side++) {
+                if (!(p[k + side].revents & (POLLIN | POLLHUP | POLLERR)))
+                    continue;
+                int from = side ? b[i] : a[i], to = side ? a[i] : b[i];
+                ssize_t r = recv(from, buf, sizeof buf, 0);
+                if (r <= 0 || !send_all(to, buf, (size_t)r)) {
+                    close(a[i]);
+                    close(b[i]);
+                    a[i] = b[i] = -1;
+                }
+            }
+            k += 2;
+        }
+        if (p[1].revents & POLLIN) {
+            int in = accept(f->listen_fd, NULL, NULL);
+            int out = in >= 0 ? raw_connect((uint16_t)atomic_load(&f->target)) : -1;
+            int slot = -1;
+            for (int i = 0; i < FWD_PAIRS && slot < 0; i++)
+                slot = a[i] < 0 ? i : -1;
+            if (in >= 0 && out >= 0 && slot >= 0) {
+                a[slot] = in;
+                b[slot] = out;
+                atomic_fetch_add(&f->accepted, 1);
+            } else {
+                if (in >= 0)
+                    close(in);
+                if (out >= 0)
+                    close(out);
+            }
+        }
+    }
+    for (int i = 0; i < FWD_PAIRS; i++) {
+        if (a[i] >= 0) {
+            close(a[i]);
+            close(b[i]);
+        }
+    }
+    return NULL;
+}
+
+static int forwarder_start(forwarder *f, uint16_t target) {
+    memset(f, 0, sizeof *f);
+    atomic_init(&f->target, target);
+    atomic_init(&f->accepted, 0);
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t len = sizeof a;
+    if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(f->listen_fd, 8) != 0 || getsockname(f->listen_fd, (struct sockaddr *)&a, &len) != 0 ||
+        pipe(f->wake) != 0)
+        return 0;
+    f->port = ntohs(a.sin_port);
+    return pthread_create(&f->thread, NULL, forward_thread, f) == 0;
+}
+
+static void forwarder_stop(forwarder *f) {
+    CHECK_EQ(write(f->wake[1], "x", 1), 1);
+    pthread_join(f->thread, NULL);
+    close(f->listen_fd);
+    close(f->wake[0]);
+    close(f->wake[1]);
+}
+
+typedef struct up_wait {
+    tnode *t;
+    uint32_t slot;
+    int count;
+} up_wait;
+
+static int up_n(void *arg) {
+    up_wait *w = arg;
+    return w->t->up[w->slot] >= w->count;
+}
+
+enum { FW_EACH = 100 };
+
+static void test_forwarded(void) {
+    /* Slot 0 knows slot 1 only through a forwarder. Slot 1 announces its own
+     * listening address in MEMBERS, and then moves to another port (restarted
+     * with its state folder); the forwarder follows it. Slot 0 must keep
+     * dialing the forwarder, the address it was given: the announced one is
+     * gone, and behind a proxy or a NAT it would never have been reachable. */
+    remove_state(1);
+    tnode t[2];
+    cc_node_config c1 = with_state(base_config(1, 2));
+    cc_node_peer p1 = peer_at(0, 0); /* slot 0 dials */
+    REQUIRE(start(&t[1], &c1, &p1, 1));
+    forwarder fw;
+    REQUIRE(forwarder_start(&fw, cc_node_port(t[1].node)));
+    cc_node_config c0 = base_config(0, 2);
+    cc_node_peer p0 = peer_at(1, fw.port);
+    REQUIRE(start(&t[0], &c0, &p0, 1));
+
+    /* Both broadcast: slot 0 has slot 1's MEMBERS (sent before its first
+     * message on the connection) by the time it delivers slot 1's messages. */
+    group_wait g = {.t = t, .count = 2, .each = 2 * FW_EACH};
+    run_senders(t, 2, 0, FW_EACH);
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK_EQ(atomic_load(&fw.accepted), 1);
+
+    /* Slot 1 moves to a new port; the checker carries on from what the old
+     * incarnation delivered. */
+    stop(&t[1]);
+    tnode old = t[1];
+    REQUIRE(start_from(&t[1], &old, &c1, &p1, 1));
+    atomic_store(&fw.target, cc_node_port(t[1].node));
+
+    up_wait w = {.t = &t[0], .slot = 1, .count = 2};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(up_n, &w, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(atomic_load(&fw.accepted), 2);
+
+    g.each = 4 * FW_EACH;
+    run_senders(t, 2, FW_EACH, 2 * FW_EACH);
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(t[i].violations, 0);
+        for (int k = 0; k < 2; k++)
+            CHECK_EQ(t[i].got[k], 2 * FW_EACH);
+    }
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(atomic_load(&fw.accepted), 2); /* every connection went through it */
+    for (int i = 0; i < 2; i++)
+        stop(&t[i]);
+    forwarder_stop(&fw);
+    remove_state(1);
+}
+
+/* ---- large payloads: past the pool block, past a chunk, through a restart ---------- */
+
+enum { L_EACH = 24, L_MAX = 300 * 1024 };
+
+/* Broadcast idx's payload as payload() makes it, but of a length that runs
+ * from a few bytes to L_MAX (larger than a block's inline room and than a
+ * frame chunk). */
+static size_t large_payload(uint8_t *buf, uint32_t slot, uint32_t idx) {
+    static const size_t sizes[] = {8, 239, 240, 241, 4096, 65536, 200000, L_MAX};
+    size_t len = sizes[idx % (sizeof sizes / sizeof sizes[0])];
+    memcpy(buf, &slot, 4);
+    memcpy(buf + 4, &idx, 4);
+    for (size_t i = 8; i < len; i++)
+        buf[i] = (uint8_t)(idx + i);
+    return len;
+}
+
+static int send_large(tnode *t, uint32_t from, uint32_t to, uint8_t *buf) {
+    for (uint32_t i = from; i < to; i++) {
+        int rc = cc_node_broadcast(t->node, buf, large_payload(buf, t->slot, i), level_of(i), i);
+        if (rc != CC_OK)
+            return rc;
+    }
+    return CC_OK;
+}
+
+static cc_node_config large(cc_node_config c) {
+    c.max_payload = L_MAX;
+    return c;
+}
+
+static void test_large(void) {
+    /* Slot 1 broadcasts while slot 0 is away, so its frames wait in its log;
+     * it restarts from its state folder (the frames are reloaded), then slot
+     * 0 comes, gets them resent, and both go on. */
+    remove_state(1);
+    static uint8_t buf[L_MAX];
+    tnode t[2];
+    cc_node_config c1 = large(with_state(base_config(1, 2)));
+    cc_node_peer p1 = peer_at(0, 0);
+    REQUIRE(start(&t[1], &c1, &p1, 1));
+    CHECK_EQ(send_large(&t[1], 0, L_EACH, buf), CC_OK);
+    group_wait own = {.t = &t[1], .each = L_EACH};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &own, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    stop(&t[1]);
+    tnode old = t[1];
+    REQUIRE(start_from(&t[1], &old, &c1, &p1, 1));
+    cc_node_stats st;
+    cc_node_stats_get(t[1].node, &st);
+    CHECK_EQ(st.unacked, L_EACH);
+
+    cc_node_config c0 = large(base_config(0, 2));
+    cc_node_peer p0 = peer_at(1, cc_node_port(t[1].node));
+    REQUIRE(start(&t[0], &c0, &p0, 1));
+    group_wait first = {.t = &t[0], .count = 1, .each = L_EACH};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(got_from, &first, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(send_large(&t[0], 0, L_EACH, buf), CC_OK);
+    CHECK_EQ(send_large(&t[1], L_EACH, 2 * L_EACH, buf), CC_OK);
+    group_wait g = {.t = t, .count = 2, .each = 3 * L_EACH};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    CHECK_EQ(t[0].got[0], L_EACH);
+    CHECK_EQ(t[0].got[1], 2 * L_EACH);
+    CHECK_EQ(t[1].got[0], L_EACH);
+    CHECK_EQ(t[1].got[1], 2 * L_EACH);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(t[i].violations, 0);
+    pthread_mutex_unlock(&mu);
+    CHECK(poll_for(all_acked, &g, WAIT_S));
+    for (int i = 0; i < 2; i++)
+        stop(&t[i]);
+    remove_state(1);
+}
+
 static void on_watchdog(int sig) {
     (void)sig;
     static const char msg[] = "node: watchdog: a test did not finish in time\n";
@@ -1180,6 +1460,8 @@ void cc_test_node(void) {
         {"held back", test_held_back},
         {"back-pressure", test_back_pressure},
         {"growth", test_growth},
+        {"forwarded", test_forwarded},
+        {"large payloads", test_large},
     };
     const char *only = getenv("CC_NODE_TEST");
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -336,16 +336,23 @@ struct CausalNodeTests {
         #expect(throws: CausalNodeError(.tooLarge)) { try node.broadcast([UInt8](repeating: 0, count: 17)) }
         try node.broadcast([UInt8](repeating: 1, count: 16), emergency: .critical)
         try node.broadcast(AnySequenceOfBytes(count: 3).bytes)  // a non-contiguous collection
+        // The raw-buffer overload: the same limits, the bytes copied.
+        try [UInt8]([7, 8, 9]).withUnsafeBytes { try node.broadcast($0, emergency: .high, kind: 5) }
+        try [UInt8](repeating: 0, count: 17).withUnsafeBytes { bytes in
+            #expect(throws: CausalNodeError(.tooLarge)) { try node.broadcast(bytes) }
+        }
         var deliveries = node.deliveries.makeAsyncIterator()
         #expect(await deliveries.next()?.level == .critical)
         #expect(await deliveries.next()?.payload == [0, 1, 2])
+        let raw = await deliveries.next()
+        #expect(raw?.payload == [7, 8, 9] && raw?.level == .high && raw?.kind == 5)
         await node.close()
         await node.close()
         #expect(throws: CausalNodeError(.closed)) { try node.broadcast([1]) }
         #expect(throws: CausalNodeError.self) { try node.addPeer(.init(slot: 1, host: "127.0.0.1", port: 9)) }
-        #expect(node.statistics.delivered == 2)
-        #expect(node.statistics.sent == 2)
-        #expect(try await node.clock() == VectorClock([2]))
+        #expect(node.statistics.delivered == 3)
+        #expect(node.statistics.sent == 3)
+        #expect(try await node.clock() == VectorClock([3]))
         #expect(await deliveries.next() == nil)
     }
 

@@ -33,14 +33,14 @@ struct PrintedDelivery: Hashable {
 }
 
 /// `ucp node` processes, one per id, each listening behind a `DelayProxy` so that the test
-/// can delay and cut their links; peers reach each other through the proxies.
+/// can delay and cut their links; peers reach each other through the proxies, and keep doing
+/// so whatever a member announces as its own address (so a member may move to another port).
 final class NodeProcessGroup: Sendable {
     let binary: String
     let ids: [String]
     let folder: TemporaryFolder
     let proxies: [String: DelayProxy]
     private let processes = Mutex<[String: ChildProcess]>([:])
-    private let ports = Mutex<[String: Int]>([:])
     private let keyFiles: [String: String]
 
     init(binary: String, ids: [String], folder: TemporaryFolder, keyFiles: [String: String]) throws {
@@ -56,9 +56,9 @@ final class NodeProcessGroup: Sendable {
     subscript(id: String) -> ChildProcess { processes.withLock { $0[id]! } }
 
     /// The arguments of `id`'s process.
-    func arguments(_ id: String, stateful: Bool, port: Int = 0) -> [String] {
+    func arguments(_ id: String, stateful: Bool) -> [String] {
         var arguments = [
-            "node", "--id", id, "--listen", "127.0.0.1:\(port)", "--key-file", keyFiles[id]!, "--heartbeat-ms", "100",
+            "node", "--id", id, "--listen", "127.0.0.1:0", "--key-file", keyFiles[id]!, "--heartbeat-ms", "100",
             "--timeout-ms", "2000", "--reconnect-max-ms", "200", "--drain-ms", "5000",
         ]
         for peer in ids where peer != id { arguments += ["--peer", "\(peer)=127.0.0.1:\(proxies[peer]!.port)"] }
@@ -66,14 +66,10 @@ final class NodeProcessGroup: Sendable {
         return arguments
     }
 
-    /// Starts `id`'s process and points its proxy at the port it picked; or restarts it on
-    /// the port it had (`samePort`), as a restarted service would.
+    /// Starts (or restarts) `id`'s process and points its proxy at the port it picked.
     @discardableResult
-    func start(
-        _ id: String, stateful: Bool = false, samePort: Bool = false, arguments given: [String]? = nil
-    ) async throws -> ChildProcess {
-        let port = samePort ? ports.withLock { $0[id] ?? 0 } : 0
-        let process = try ChildProcess(binary, given ?? arguments(id, stateful: stateful, port: port))
+    func start(_ id: String, stateful: Bool = false, arguments given: [String]? = nil) async throws -> ChildProcess {
+        let process = try ChildProcess(binary, given ?? arguments(id, stateful: stateful))
         processes.withLock { $0[id] = process }
         let listening = await process.errors.wait(until: .now + .seconds(20)) { lines in
             lines.contains { $0.hasPrefix("listening on ") }
@@ -84,7 +80,6 @@ final class NodeProcessGroup: Sendable {
             throw NodeProcessFailure("\(id) did not start: \(process.errors.values)")
         }
         proxies[id]!.setTarget(port)
-        ports.withLock { $0[id] = port }
         return process
     }
 
@@ -259,12 +254,14 @@ struct NodeProcessTests {
             for id in Self.ids { #expect(await group[id].output.wait(forCount: 300, until: deadline)) }
             #expect(group.proxies.values.map(\.accepted).reduce(0, +) > 3)
 
-            // C dies without a word; the others go on, then it comes back on its port with its state.
+            // C dies without a word; the others go on, then it comes back with its state on another
+            // port, behind the same proxy: the others still reach it at the proxy's address, the
+            // one they were given, not the one C announced before it died.
             let first = group["C"]
             first.signal(SIGKILL)
             #expect(await first.wait(until: deadline) == 128 + SIGKILL)
             try await Self.feed(group, ids: ["A", "B"], 100..<150)
-            let second = try await group.start("C", stateful: true, samePort: true)
+            let second = try await group.start("C", stateful: true)
             #expect(second.pid != first.pid)
             try await Self.feed(group, ["A": 150..<185, "B": 150..<185, "C": 100..<135])
             group.proxies.values.forEach { $0.cut() }

@@ -100,6 +100,17 @@ int cc_delivery_offer(cc_delivery *d, cc_msg *m);
  * the local clock and returns it; NULL when nothing is deliverable. */
 cc_msg *cc_delivery_next(cc_delivery *d);
 
+/** The in-order fast path. When the engine holds nothing and m is
+ * deliverable now, applies m to the local clock exactly as cc_delivery_offer
+ * followed by cc_delivery_next would (counters included) and returns 1: m
+ * never enters the engine and the caller delivers it at once. Otherwise
+ * returns 0 and changes nothing; offer m as usual (an invalid or duplicate m
+ * also returns 0, and the offer then says what is wrong). With nothing held
+ * there is nothing m could overtake or unblock, so this is the whole of
+ * delivering it: one pass over its clock instead of filing it in the ring
+ * and a ready list and taking it out again. */
+int cc_delivery_take(cc_delivery *d, const cc_msg *m);
+
 /** Records a local send from slot `self`: local[self] += 1, then copies the
  * local clock into clock_out (width entries; may be NULL) and returns the new
  * sequence. Heads that waited on `self` are looked at again. Requires

@@ -32,6 +32,18 @@
  * grows, and the member announces the new membership to its peers
  * (CC_FRAME_MEMBERS) so that older members learn the new width.
  *
+ * Addresses: a member is dialed at the address this node was given for it
+ * (cc_node_start's peers, cc_node_add_peer), whatever that member announces
+ * about itself, so a proxy, a NAT's outside address or the address of a
+ * member listening on 0.0.0.0 keeps working across reconnects. Only for a
+ * member this node learned of from another one's MEMBERS is the announced
+ * address used, and updated when that member announces a new one.
+ *
+ * A joining member does not receive the group's history: it starts at the
+ * group's current point. From each peer it delivers the broadcasts that peer
+ * still holds unacknowledged, and everything after; older broadcasts count
+ * as delivered in its clock (it never sees them), so nothing waits on them.
+ *
  * Events: a malformed frame on an authenticated link gives CC_NODE_PROTOCOL
  * and then CC_NODE_PEER_DOWN for that slot; anything wrong before the
  * handshake completes gives CC_NODE_REFUSED. The code says what: the
@@ -45,7 +57,13 @@
  *
  * Thread safety: cc_node_start, cc_node_broadcast, cc_node_add_peer,
  * cc_node_stats_get and cc_node_close from any thread; callbacks run on the
- * loop thread. Nothing may be called after the `closed` callback returns. */
+ * loop thread. Nothing may be called after the `closed` callback returns.
+ *
+ * Signals: libuv writes to sockets with write(2), which raises SIGPIPE when
+ * the peer has reset the connection; the default action ends the process.
+ * The caller should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) before starting
+ * a node: the write then fails with EPIPE and only that connection closes.
+ * (The Swift CausalNode does so unless the process set its own handler.) */
 #ifndef CC_NODE_H
 #define CC_NODE_H
 
@@ -152,7 +170,11 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
 int cc_node_broadcast(cc_node *node, const void *payload, size_t length, uint8_t level, uint32_t kind);
 
 /** Any thread. Adds a member; its slot may be past the current width (the
- * group grows). Returns CC_OK, CC_EINVAL (slot taken or self) or CC_ECLOSED. */
+ * group grows). Its address is kept as given (see Addresses above). Returns
+ * CC_OK, CC_EINVAL (the slot is this node's or already a member's, or an
+ * argument is NULL), CC_ESYS (host and port are not an IPv4 or IPv6 literal
+ * address: uv_ip4_addr and uv_ip6_addr refused them), CC_EWIDTH (the slot is
+ * beyond the widest group a node supports, 65536), CC_ENOMEM or CC_ECLOSED. */
 int cc_node_add_peer(cc_node *node, const cc_node_peer *peer);
 
 /** The port the node listens on (useful with listen_port 0). Any thread. */
