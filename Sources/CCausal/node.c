@@ -295,13 +295,11 @@ void cc__node_trim(cc_node *n) {
         if (c->wr_busy && c->wr_lo != UINT64_MAX && c->wr_lo - 1 < lim)
             lim = c->wr_lo - 1;
     }
-    uint64_t was = n->log_lo;
-    while (n->log_lo <= lim) {
-        cc__node_release_entry(n, node_log(n, n->log_lo));
-        n->log_lo++;
-    }
-    if (n->log_lo != was)
+    if (n->log_lo <= lim) {
+        cc__node_release_log(n, n->log_lo, lim);
+        n->log_lo = lim + 1;
         cc__node_publish_released(n);
+    }
     sync_stats(n);
 }
 
@@ -401,33 +399,65 @@ static inline uint8_t *reserve(cc_node *n, log_entry *e, size_t len) {
     return ck->data + e->off;
 }
 
-void cc__node_release_entry(cc_node *n, log_entry *e) {
-    /* Entries go in log order, which is ring order: e holds the oldest cell. */
-    if (e->b)
-        n->ring_free++;
-    e->b = NULL;
-    node_chunk *ck = e->ck;
-    if (ck && --ck->live == 0 && ck != n->chunk)
-        chunk_free(n, ck);
-    e->ck = NULL;
-    e->len = 0;
+/* The last sequence in [from, to] whose frame lies in the same chunk as
+ * from's. Among held entries each chunk holds one run of consecutive
+ * sequences, back to back: frames go into the current chunk in sequence
+ * order, and a chunk left behind is reused only once none of its frames is
+ * held. (An entry without a frame ends a run: it only happens when no chunk
+ * could be had, so the next frame goes to another chunk.) So "same chunk"
+ * is true up to the run's end and false after it, and a binary search finds
+ * the end: a batch costs per chunk, not per message. */
+static uint64_t run_end(const cc_node *n, uint64_t from, uint64_t to) {
+    const node_chunk *ck = node_log(n, from)->ck;
+    if (node_log(n, to)->ck == ck)
+        return to;
+    uint64_t lo = from, hi = to - 1; /* lo is in the run; the end is in [lo, hi] */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (node_log(n, mid)->ck == ck)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+void cc__node_release_log(cc_node *n, uint64_t from, uint64_t to) {
+    /* Entries go in log order, which is ring order: one cell each. */
+    n->ring_free += to - from + 1;
+    while (from <= to) {
+        node_chunk *ck = node_log(n, from)->ck;
+        uint64_t end = ck ? run_end(n, from, to) : from;
+        if (ck) {
+            ck->live -= (uint32_t)(end - from + 1);
+            if (ck->live == 0 && ck != n->chunk)
+                chunk_free(n, ck);
+        }
+        from = end + 1;
+    }
 }
 
 unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, unsigned niov, unsigned max,
                          size_t *bytes) {
     uint64_t s = *seq;
-    for (; s <= to; s++) {
+    while (s <= to) {
         const log_entry *e = node_log(n, s);
-        if (!e->len)
+        if (!e->ck) {
+            s++; /* not encoded: never sent */
             continue;
+        }
+        uint64_t end = run_end(n, s, to);
+        const log_entry *last = node_log(n, end);
         char *p = (char *)e->ck->data + e->off;
-        if (niov && iov[niov - 1].base + iov[niov - 1].len == p && iov[niov - 1].len <= UINT32_MAX - e->len)
-            iov[niov - 1].len += e->len; /* right after the previous frame: same iovec */
+        size_t len = (size_t)last->off + last->len - e->off;
+        if (niov && iov[niov - 1].base + iov[niov - 1].len == p)
+            iov[niov - 1].len += len; /* right after the previous run */
         else if (niov < max)
-            iov[niov++] = uv_buf_init(p, e->len);
+            iov[niov++] = uv_buf_init(p, (unsigned)len);
         else
             break;
-        *bytes += e->len;
+        *bytes += len;
+        s = end + 1;
     }
     *seq = s;
     return niov;
@@ -516,6 +546,47 @@ void cc__node_peer_up(cc_node *n, node_conn *c) {
         return;
     cc__node_trim(n);
     cc__link_flush(c);
+}
+
+/* The steady state of a link, in one pass over the bytes: a dense MESSAGE
+ * from the peer's own slot, the next of its sequence, causally ready, with
+ * nothing held back. It is checked against exactly what cc_frame_parse and
+ * cc__node_on_message would check for such a frame (the frame layout is in
+ * cc_frame.h), applied by the engine (cc_delivery_take) and delivered from
+ * the read buffer. Anything else, valid or not, returns 0 untouched and takes
+ * the general path, which decides and reports; so this accepts a subset of
+ * what that path accepts, and every test that streams messages runs it. */
+int64_t cc__node_fast_message(cc_node *n, node_conn *c, const uint8_t *p, size_t avail) {
+    if (avail < CC_FRAME_HEADER_SIZE)
+        return 0;
+    uint32_t length = node_rd32(p);
+    uint64_t total = (uint64_t)length + 4;
+    uint32_t sender = node_rd32(p + 8), width = node_rd32(p + 12);
+    if (total > avail || total > n->cfg.max_frame || p[4] != CC_FRAME_VERSION || p[5] != CC_FRAME_MESSAGE ||
+        p[6] < CC_LEVEL_LOW || p[6] > CC_LEVEL_CRITICAL || p[7] != 0 /* dense, no reserved flag */ ||
+        sender != c->slot || sender >= width || width > n->width || node_rd32(p + 16) != width)
+        return 0;
+    uint64_t clock_bytes = (uint64_t)width * 8;
+    if (length < CC_FRAME_HEADER_SIZE - 4 || clock_bytes > (uint64_t)length - (CC_FRAME_HEADER_SIZE - 4))
+        return 0;
+    const uint64_t *clock = node_clock_of(p + CC_FRAME_HEADER_SIZE, width, n->scratch_clock);
+    uint64_t seq = clock[sender];
+    if (seq != node_rd64(p + 24) || seq != n->engine.local[sender] + 1)
+        return 0;
+    cc_msg head = {.clock = clock, .width = width, .sender = sender, .level = p[6]};
+    if (!cc_delivery_take(&n->engine, &head))
+        return 0;
+    cc_node_message m = {.sender = sender,
+                         .level = p[6],
+                         .kind = node_rd32(p + 20),
+                         .clock = clock,
+                         .width = width,
+                         .payload = p + CC_FRAME_HEADER_SIZE + clock_bytes,
+                         .length = (uint32_t)(length - (CC_FRAME_HEADER_SIZE - 4) - clock_bytes)};
+    n->progress++;
+    node_bump(&n->stats.delivered, 1);
+    n->cb.deliver(n->cb.ctx, &m);
+    return (int64_t)total;
 }
 
 /* A MESSAGE frame from an authenticated peer. */

@@ -247,15 +247,19 @@ int cc__node_grow(cc_node *n, uint32_t width);
 void cc__node_trim(cc_node *n);
 /* Room for own frame e (len bytes) in a chunk; NULL: out of memory. */
 uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len);
-void cc__node_release_entry(cc_node *n, log_entry *e); /* the oldest entry's cell and frame room go back */
-void cc__node_publish_released(cc_node *n);            /* producers may reuse the cells released so far */
-node_bcast *cc__node_take_cell(cc_node *n);            /* cc_node_start only: a cell for a reloaded entry */
-/* Appends own frames [*seq, to] to iov[niov..max) as runs of back-to-back
- * frames, skips frames that could not be encoded, advances *seq past what
- * it took and adds their bytes to *bytes. Returns the new niov. */
+/* The oldest held entries, [from, to], give back their ring cells and frames. */
+void cc__node_release_log(cc_node *n, uint64_t from, uint64_t to);
+void cc__node_publish_released(cc_node *n); /* producers may reuse the cells released so far */
+node_bcast *cc__node_take_cell(cc_node *n); /* cc_node_start only: a cell for a reloaded entry */
+/* Appends own frames [*seq, to] (held ones) to iov[niov..max) as runs of
+ * back-to-back frames, one iovec per chunk, skips entries that could not be
+ * encoded, advances *seq past what it took and adds their bytes to *bytes.
+ * Returns the new niov. */
 unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, unsigned niov, unsigned max,
                          size_t *bytes);
 int cc__node_on_message(cc_node *n, node_conn *c, const void *frame); /* NODE_FRAME_* */
+/* An in-order MESSAGE at p (avail bytes) delivered at once: its size, or 0 when it is not one. */
+int64_t cc__node_fast_message(cc_node *n, node_conn *c, const uint8_t *p, size_t avail);
 int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len);
 size_t cc__node_members_payload(cc_node *n, uint8_t *out, size_t cap);
 void cc__node_peer_up(cc_node *n, node_conn *c);

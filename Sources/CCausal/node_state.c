@@ -277,9 +277,10 @@ int cc__node_load_state(cc_node *n) {
             n->log_lo = first;
         } else {
             /* Nothing held (or a gap we cannot fill): release what was loaded. */
-            for (uint64_t s = first; first && s <= prev; s++)
-                cc__node_release_entry(n, node_log(n, s));
-            cc__node_publish_released(n);
+            if (first) {
+                cc__node_release_log(n, first, prev);
+                cc__node_publish_released(n);
+            }
             n->log_lo = seq + 1;
         }
     } else {

@@ -2,7 +2,7 @@
 // payloads) beside a raw libuv TCP pump moving frames of the same layout and size (32-byte header,
 // 16 × 8-byte clock, 64-byte payload) with no causal layer, in the same run and the same process
 // layout. This process sends: the benchmark thread hands each message to a sending loop thread
-// (a copy into a bounded queue and a loop wake-up, for both). A receiver process, this executable
+// (a copy into a bounded ring and a loop wake-up, for both). A receiver process, this executable
 // started again with TRANSPORT_RECEIVER set (ReceiverProcess.swift), receives on a loop thread of
 // its own and answers on a pipe once the messages it was told to wait for are in; asked after
 // the measurement, it tells their one-way latencies: each payload carries its send time
