@@ -15,7 +15,7 @@ import MultipartKit
 /// | `GET /list` | every name |
 /// | `GET /list/{prefix}?job_id=&page=&size=` | a ``DataPage`` (page from 1, size 1...100, default 50) |
 /// | `GET /free` | free bytes |
-/// | `GET /ping` | the node's zeroconf instance name, `_datastore<uuid>._urban-cp._tcp.local.` |
+/// | `GET /ping`, `GET /clock`, `GET /metrics` | as every node answers them (``NodeRoutes``) |
 ///
 /// Names may contain slashes and are taken from the raw request path, percent-decoded once, then
 /// validated as ``DataName``s; nothing is written for a refused name. Errors answer
@@ -26,21 +26,31 @@ public struct DatastoreAPI: Sendable {
     public let store: Datastore
     /// The node's id (in the ping answer).
     public let id: UUID
+    /// The node's clock, ping, and metrics routes.
+    public let node: NodeRoutes
 
-    /// An API over `store` for the node `id`.
-    public init(store: Datastore, id: UUID = UUID()) {
+    /// An API over `store` for the node `id`; `node` defaults to a dotted clock named `id` and
+    /// fresh metrics.
+    public init(store: Datastore, id: UUID = UUID(), node: NodeRoutes? = nil) {
         self.store = store
         self.id = id
+        self.node =
+            node
+            ?? NodeRoutes(
+                clock: NodeClock(nodeID: Membership.id(of: id), role: .dotted), metrics: NodeMetrics(),
+                instanceName: NodeRoutes.instanceName(role: "datastore", id: Membership.id(of: id)))
     }
 
     /// The node's zeroconf instance name, as UCP builds it.
-    public var instanceName: String { "_datastore\(Membership.id(of: id))._urban-cp._tcp.local." }
+    public var instanceName: String { node.instanceName }
 
     /// Most bytes of multipart framing, headers and other fields tolerated around the `data` field.
     static let maxFramingBytes: Int64 = 1 << 20
 
-    /// Adds the routes to `router`.
+    /// Adds the node's common routes and middleware (``NodeRoutes``) and the datastore's routes
+    /// to `router`.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        node.install(on: router)
         let api = self
         router.put("data/**") { request, _ in try await api.put(request) }
         router.get("data/**") { request, _ in try api.get(request) }
@@ -64,7 +74,6 @@ public struct DatastoreAPI: Sendable {
             }
             return try JSONResponse.ok(free)
         }
-        router.get("ping") { _, _ in try JSONResponse.ok(api.instanceName) }
     }
 
     /// A Hummingbird application serving this API on `host`:`port` (0 picks a free port;
@@ -75,10 +84,8 @@ public struct DatastoreAPI: Sendable {
     ) -> some ApplicationProtocol {
         let router = Router()
         addRoutes(to: router)
-        return Application(
-            responder: PathEncodingResponder(next: router.buildResponder()),
-            configuration: .init(address: .hostname(host, port: port), serverName: "CausalUCP"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) }, logger: logger)
+        return NodeServer.application(
+            router: router, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
     }
 
     // MARK: - Routes

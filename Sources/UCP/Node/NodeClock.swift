@@ -1,0 +1,83 @@
+import Foundation
+import Synchronization
+
+/// A node's vector clock, named by node ids.
+///
+/// Clock width follows the brokers, not the executors: a broker is a **member** and owns an
+/// entry, which it ticks for each of its events; an executor, datastore or client is **dotted**:
+/// it owns no entry, keeps the largest broker clock it has seen and numbers its own events
+/// (``Dot``). A platform of `b` brokers and any number of executors has clocks of width `b`.
+///
+/// Thread-safe; every operation is O(width).
+public final class NodeClock: Sendable {
+    /// Whether a node owns a clock entry.
+    public enum Role: String, Sendable, Hashable, Codable {
+        /// Owns an entry (brokers).
+        case member
+        /// Owns no entry; stamps its events with a ``Dot`` (executors, datastores, clients).
+        case dotted
+    }
+
+    private struct State {
+        var clock: [String: UInt64]
+        var seq: UInt64
+    }
+
+    /// The node's id.
+    public let nodeID: String
+    /// Whether the node owns an entry.
+    public let role: Role
+    private let state: Mutex<State>
+
+    /// A clock for node `nodeID`, starting from `clock` (a member's own entry is added at 0) and
+    /// dot sequence `seq`.
+    public init(nodeID: String, role: Role, clock: [String: UInt64] = [:], seq: UInt64 = 0) {
+        precondition(!nodeID.isEmpty, "a node id is not empty")
+        var start = clock
+        if role == .member, start[nodeID] == nil { start[nodeID] = 0 }
+        self.nodeID = nodeID
+        self.role = role
+        self.state = Mutex(State(clock: start, seq: seq))
+    }
+
+    /// Records a local event and returns its stamp: a member ticks its entry, a dotted node
+    /// takes the next dot.
+    @discardableResult
+    public func event() -> ClockStamp {
+        state.withLock { s in
+            switch role {
+            case .member:
+                s.clock[nodeID, default: 0] += 1
+                return ClockStamp(clock: s.clock)
+            case .dotted:
+                s.seq += 1
+                return ClockStamp(clock: s.clock, dot: Dot(node: nodeID, seq: s.seq))
+            }
+        }
+    }
+
+    /// Merges what another node knew (pointwise maximum). A member then records the receipt as
+    /// an event of its own and returns that stamp; a dotted node returns its merged clock.
+    @discardableResult
+    public func receive(_ clock: [String: UInt64]) -> ClockStamp {
+        state.withLock { s in
+            for (id, count) in clock where count > s.clock[id] ?? 0 {
+                s.clock[id] = count
+            }
+            if role == .member {
+                s.clock[nodeID, default: 0] += 1
+            }
+            return ClockStamp(clock: s.clock, dot: role == .dotted && s.seq > 0 ? Dot(node: nodeID, seq: s.seq) : nil)
+        }
+    }
+
+    /// The clock now, without recording an event.
+    public func now() -> ClockStamp {
+        state.withLock { s in
+            ClockStamp(clock: s.clock, dot: role == .dotted && s.seq > 0 ? Dot(node: nodeID, seq: s.seq) : nil)
+        }
+    }
+
+    /// The number of entries (the brokers this node has heard of).
+    public var width: Int { state.withLock { $0.clock.count } }
+}

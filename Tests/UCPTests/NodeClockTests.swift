@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+import UCP
+
+@Suite("Node clocks: members tick, dotted nodes number their events")
+struct NodeClockTests {
+    @Test("a member ticks its own entry for events and receipts and merges by maximum")
+    func member() {
+        let broker = NodeClock(nodeID: "b1", role: .member)
+        #expect(broker.now().clock == ["b1": 0])
+        #expect(broker.event().clock == ["b1": 1])
+        let after = broker.receive(["b1": 0, "b2": 7])
+        #expect(after.clock == ["b1": 2, "b2": 7])
+        #expect(after.dot == nil)
+        #expect(broker.width == 2)
+    }
+
+    @Test("a dotted node owns no entry: width stays the brokers' however many events it has")
+    func dotted() {
+        let executor = NodeClock(nodeID: "x", role: .dotted)
+        executor.receive(["b1": 3])
+        let first = executor.event()
+        let second = executor.event()
+        #expect(first == ClockStamp(clock: ["b1": 3], dot: Dot(node: "x", seq: 1)))
+        #expect(second.dot == Dot(node: "x", seq: 2))
+        #expect(first.compare(second) == .before)
+        #expect(executor.width == 1)
+        #expect(executor.receive(["b1": 1]).clock == ["b1": 3])
+    }
+
+    @Test(
+        "stamps compare as vector clocks",
+        arguments: [
+            (["a": 1], ["a": 2], StampOrder.before),
+            (["a": 2, "b": 0], ["a": 2], StampOrder.equal),
+            (["a": 3], ["a": 2, "b": 1], StampOrder.concurrent),
+            (["a": 3, "b": 1], ["a": 2], StampOrder.after),
+        ])
+    func compare(a: [String: UInt64], b: [String: UInt64], order: StampOrder) {
+        #expect(ClockStamp(clock: a).compare(ClockStamp(clock: b)) == order)
+    }
+
+    @Test("the clock header round-trips as a JSON object with sorted keys")
+    func header() throws {
+        let stamp = ClockStamp(clock: ["b2": 5, "b1": 18_446_744_073_709_551_615])
+        #expect(stamp.clockHeaderValue == #"{"b1":18446744073709551615,"b2":5}"#)
+        #expect(try ClockStamp.clock(fromHeader: stamp.clockHeaderValue) == stamp.clock)
+        #expect(Dot(header: "exec-1:42") == Dot(node: "exec-1", seq: 42))
+    }
+
+    @Test(
+        "malformed clock headers are refused with a reason",
+        arguments: [
+            "[1,2]", #"{"a":-1}"#, #"{"a":"1"}"#, "not json", #"{"":1}"#,
+            "{" + (0..<1025).map { #""n\#($0)":1"# }.joined(separator: ",") + "}",
+        ])
+    func malformed(value: String) {
+        #expect(throws: ClockHeaderError.self) { try ClockStamp.clock(fromHeader: value) }
+    }
+
+    @Test("malformed dots are refused", arguments: ["", "x", ":1", "x:", "x:-1", "x:1.5"])
+    func malformedDot(value: String) {
+        #expect(Dot(header: value) == nil)
+    }
+}

@@ -1,0 +1,128 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import Testing
+import UCP
+
+/// Serves `router` on 127.0.0.1 with a free port for the length of `body`, which gets the port.
+func withServer<Context: RequestContext>(
+    _ router: Router<Context>, _ body: @Sendable (Int) async throws -> Void
+) async throws where Context.Source == ApplicationRequestContextSource {
+    let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
+    var logger = Logger(label: "test-node")
+    logger.logLevel = .warning
+    let app = NodeServer.application(router: router, host: "127.0.0.1", port: 0, logger: logger) { port in
+        portSink.yield(port)
+        portSink.finish()
+    }
+    let services = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await services.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else {
+            await services.triggerGracefulShutdown()
+            throw APIError(.internalServerError, "the node did not start")
+        }
+        do {
+            try await body(port)
+        } catch {
+            await services.triggerGracefulShutdown()
+            throw error
+        }
+        await services.triggerGracefulShutdown()
+        try await group.waitForAll()
+    }
+}
+
+@Suite("Every node's clock, ping and metrics over loopback", .timeLimit(.minutes(2)))
+struct NodeRoutesTests {
+    static func broker() -> (Router<BasicRequestContext>, NodeRoutes) {
+        let routes = NodeRoutes(
+            clock: NodeClock(nodeID: "b1", role: .member), metrics: NodeMetrics(),
+            instanceName: NodeRoutes.instanceName(role: "broker", id: "b1"))
+        let router = Router()
+        routes.install(on: router)
+        router.put("event") { _, _ in
+            let stamp = routes.clock.event()
+            return stamp.clockHeaderValue
+        }
+        router.get("missing") { _, _ -> String in throw APIError(.notFound, "no such thing") }
+        return (router, routes)
+    }
+
+    @Test("a request's clock is merged, and every answer, errors too, carries the node's clock")
+    func merge() async throws {
+        let (router, routes) = Self.broker()
+        try await withServer(router) { port in
+            let caller = NodeClock(nodeID: "x", role: .dotted, clock: ["b2": 9])
+            let client = NodeHTTPClient(clock: caller)
+            defer { Task { await client.shutdown() } }
+            let address = Address(host: "127.0.0.1", port: port)
+            let answer = try await client.call(.PUT, address, "/event")
+            // The broker merged b2 = 9, ticked for the receipt (1) and for the event (2).
+            #expect(answer.text == #"{"b1":2,"b2":9}"#)
+            #expect(caller.now().clock == ["b1": 2, "b2": 9])
+            #expect(caller.now().dot == Dot(node: "x", seq: 1))
+
+            let error = await #expect(throws: NodeCallError.self) {
+                try await client.call(.GET, address, "/missing")
+            }
+            #expect(error?.status == 404)
+            #expect(error?.detail == "no such thing")
+            #expect(caller.now().clock["b1"] == 3)
+
+            let view = try await client.decode(ClockView.self, .GET, address, "/clock")
+            #expect(view.node == "b1")
+            #expect(view.role == .member)
+            #expect(view.stamp.clock == routes.clock.now().clock)
+        }
+    }
+
+    @Test("a plain UCP request without a clock is served; ping answers the instance name")
+    func plain() async throws {
+        let (router, _) = Self.broker()
+        try await withServer(router) { port in
+            let (status, body, headers) = try await call(.GET, "http://127.0.0.1:\(port)/ping")
+            #expect(status == .ok)
+            #expect(String(buffer: body) == #""_brokerb1._urban-cp._tcp.local.""#)
+            #expect(headers.first(name: "X-UCP-Clock") == #"{"b1":0}"#)
+        }
+    }
+
+    @Test("a malformed clock or dot header is answered 400 before the route runs")
+    func malformed() async throws {
+        let (router, routes) = Self.broker()
+        try await withServer(router) { port in
+            for (name, value) in [("X-UCP-Clock", "[1]"), ("X-UCP-Clock", #"{"a":-1}"#), ("X-UCP-Dot", "x:1")] {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/event")
+                request.method = .PUT
+                request.headers.add(name: name, value: value)
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 16))
+                #expect(response.status == .badRequest, "\(name): \(value)")
+                #expect(body.contains("X-UCP-"), "\(body)")
+            }
+            #expect(routes.clock.now().clock == ["b1": 0], "no route ran, no clock merged")
+        }
+    }
+
+    @Test("metrics count answers by method and status in Prometheus' format")
+    func metrics() async throws {
+        let (router, _) = Self.broker()
+        try await withServer(router) { port in
+            _ = try await call(.GET, "http://127.0.0.1:\(port)/missing")
+            _ = try await call(.PUT, "http://127.0.0.1:\(port)/event")
+            let (status, body, headers) = try await call(.GET, "http://127.0.0.1:\(port)/metrics")
+            let text = String(buffer: body)
+            #expect(status == .ok)
+            #expect(headers.first(name: "Content-Type")?.hasPrefix("text/plain") == true)
+            #expect(text.contains(#"ucp_http_requests_total{method="GET",status="4xx"} 1"#), "\(text)")
+            #expect(text.contains(#"ucp_http_requests_total{method="PUT",status="2xx"} 1"#), "\(text)")
+            #expect(text.contains("ucp_http_request_errors_total 1"), "\(text)")
+        }
+    }
+}
