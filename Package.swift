@@ -50,7 +50,7 @@ let package = Package(
         ),
         .target(
             name: "Causal",
-            dependencies: ["CCausal"]
+            dependencies: ["CCausal", "CSodium"]
         ),
         .target(
             name: "UCP",

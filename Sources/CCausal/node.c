@@ -3,11 +3,12 @@
  * Other threads reach the loop through the broadcast ring (node_internal.h:
  * a broadcast claims the next cell unless send_window broadcasts await
  * acknowledgement, copies its payload in and publishes the cell) and a
- * bounded queue of requests; one uv_async_t wakes the loop. Producers touch
- * the async handle only between an increment and a decrement of `users`,
- * after checking `closed`; the loop closes the handle only after setting
- * `closed` and seeing `users` at zero (both seq-cst, so either the producer
- * sees closed or the loop sees it).
+ * bounded queue of requests; one uv_async_t wakes the loop, and a broadcast
+ * wakes it only when the loop is not bound to look at the ring anyway
+ * (`awake`, on_prepare). Producers touch the async handle only between an
+ * increment and a decrement of `users`, after checking `closed`; the loop
+ * closes the handle only after setting `closed` and seeing `users` at zero
+ * (both seq-cst, so either the producer sees closed or the loop sees it).
  *
  * On the loop thread a broadcast is stamped by the engine and encoded once,
  * whole, into the log's chunks, right after the frame stamped before it (so
@@ -37,6 +38,7 @@ _Static_assert(offsetof(rxmsg, head) == 0, "a cc_msg from the engine is its rxms
 _Static_assert(NODE_BCAST_PAYLOAD + 16 <= NODE_BLOCK && NODE_BLOCK % 16 == 0, "a ring cell holds its header");
 
 #define BATCH 64
+#define NODE_AHEAD 4 /* frames whose memory is prefetched ahead of the one being stamped or read */
 #define BUDGET 4096
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -548,45 +550,69 @@ void cc__node_peer_up(cc_node *n, node_conn *c) {
     cc__link_flush(c);
 }
 
-/* The steady state of a link, in one pass over the bytes: a dense MESSAGE
- * from the peer's own slot, the next of its sequence, causally ready, with
- * nothing held back. It is checked against exactly what cc_frame_parse and
- * cc__node_on_message would check for such a frame (the frame layout is in
- * cc_frame.h), applied by the engine (cc_delivery_take) and delivered from
- * the read buffer. Anything else, valid or not, returns 0 untouched and takes
- * the general path, which decides and reports; so this accepts a subset of
- * what that path accepts, and every test that streams messages runs it. */
-int64_t cc__node_fast_message(cc_node *n, node_conn *c, const uint8_t *p, size_t avail) {
-    if (avail < CC_FRAME_HEADER_SIZE)
-        return 0;
-    uint32_t length = node_rd32(p);
-    uint64_t total = (uint64_t)length + 4;
-    uint32_t sender = node_rd32(p + 8), width = node_rd32(p + 12);
-    if (total > avail || total > n->cfg.max_frame || p[4] != CC_FRAME_VERSION || p[5] != CC_FRAME_MESSAGE ||
-        p[6] < CC_LEVEL_LOW || p[6] > CC_LEVEL_CRITICAL || p[7] != 0 /* dense, no reserved flag */ ||
-        sender != c->slot || sender >= width || width > n->width || node_rd32(p + 16) != width)
-        return 0;
-    uint64_t clock_bytes = (uint64_t)width * 8;
-    if (length < CC_FRAME_HEADER_SIZE - 4 || clock_bytes > (uint64_t)length - (CC_FRAME_HEADER_SIZE - 4))
-        return 0;
-    const uint64_t *clock = node_clock_of(p + CC_FRAME_HEADER_SIZE, width, n->scratch_clock);
-    uint64_t seq = clock[sender];
-    if (seq != node_rd64(p + 24) || seq != n->engine.local[sender] + 1)
-        return 0;
-    cc_msg head = {.clock = clock, .width = width, .sender = sender, .level = p[6]};
-    if (!cc_delivery_take(&n->engine, &head))
-        return 0;
-    cc_node_message m = {.sender = sender,
-                         .level = p[6],
-                         .kind = node_rd32(p + 20),
-                         .clock = clock,
-                         .width = width,
-                         .payload = p + CC_FRAME_HEADER_SIZE + clock_bytes,
-                         .length = (uint32_t)(length - (CC_FRAME_HEADER_SIZE - 4) - clock_bytes)};
-    n->progress++;
-    node_bump(&n->stats.delivered, 1);
-    n->cb.deliver(n->cb.ctx, &m);
-    return (int64_t)total;
+/* The steady state of a link, in one pass over the bytes: a run of dense
+ * MESSAGEs from the peer's own slot, each the next of its sequence, causally
+ * ready, with nothing held back. Each is checked against exactly what
+ * cc_frame_parse and cc__node_on_message would check for such a frame (the
+ * frame layout is in cc_frame.h), applied by the engine (cc_delivery_take)
+ * and delivered from the read buffer. The run stops at the first frame that
+ * is anything else, valid or not, and leaves it untouched for the general
+ * path, which decides and reports; so this accepts a subset of what that
+ * path accepts, and every test that streams messages runs it. One call per
+ * run, not per frame: a read brings about a thousand of them.
+ *
+ * A deliver callback may run anything the loop thread may (close the link or
+ * the node, add a member and so grow the clock): what it can change is read
+ * again after each one. Returns the bytes delivered. */
+size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avail) {
+    const uint32_t sender = c->slot;
+    const uint32_t max_frame = n->cfg.max_frame;
+    size_t off = 0;
+    while (avail - off >= CC_FRAME_HEADER_SIZE) {
+        const uint8_t *f = p + off;
+        uint32_t length = node_rd32(f);
+        uint64_t total = (uint64_t)length + 4;
+        /* The frame NODE_AHEAD frames on, if they are of this one's size:
+         * every line of a frame is read here (header, clock, the callback's
+         * payload), from a read of up to NODE_RBUF bytes that has mostly
+         * left the first-level cache. Small frames only (a large one brings
+         * enough lines for the hardware to stream). A prefetch never faults. */
+        if (total <= 512) {
+            uintptr_t ahead = (uintptr_t)f + NODE_AHEAD * total;
+            for (uintptr_t at = ahead & ~(uintptr_t)63; at < ahead + total; at += 64)
+                __builtin_prefetch((const void *)at);
+        }
+        uint8_t level = f[6];
+        uint32_t width = node_rd32(f + 12);
+        if (total > avail - off || total > max_frame || f[4] != CC_FRAME_VERSION || f[5] != CC_FRAME_MESSAGE ||
+            level < CC_LEVEL_LOW || level > CC_LEVEL_CRITICAL || f[7] != 0 /* dense, no reserved flag */ ||
+            node_rd32(f + 8) != sender || sender >= width || width > n->width || node_rd32(f + 16) != width)
+            break;
+        uint64_t clock_bytes = (uint64_t)width * 8;
+        if (length < CC_FRAME_HEADER_SIZE - 4 || clock_bytes > (uint64_t)length - (CC_FRAME_HEADER_SIZE - 4))
+            break;
+        const uint64_t *clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, width, n->scratch_clock);
+        uint64_t seq = clock[sender];
+        if (seq != node_rd64(f + 24) || seq != n->engine.local[sender] + 1)
+            break;
+        cc_msg head = {.clock = clock, .width = width, .sender = sender, .level = level};
+        if (!cc_delivery_take(&n->engine, &head))
+            break;
+        cc_node_message m = {.sender = sender,
+                             .level = level,
+                             .kind = node_rd32(f + 20),
+                             .clock = clock,
+                             .width = width,
+                             .payload = f + CC_FRAME_HEADER_SIZE + clock_bytes,
+                             .length = (uint32_t)(length - (CC_FRAME_HEADER_SIZE - 4) - clock_bytes)};
+        n->progress++;
+        node_bump(&n->stats.delivered, 1);
+        off += (size_t)total;
+        n->cb.deliver(n->cb.ctx, &m);
+        if (c->state == CONN_CLOSING || n->closing)
+            break;
+    }
+    return off;
 }
 
 /* A MESSAGE frame from an authenticated peer. */
@@ -700,28 +726,40 @@ static uint64_t stamp(cc_node *n, node_bcast *b) {
      * codec's checks are skipped and cc_frame_encode's dense layout
      * (cc_frame.h) is written directly, on the per-message path. Every peer
      * parses it with cc_frame_parse, so every test checks it. */
-    size_t clock_bytes = (size_t)n->width * 8;
-    size_t size = CC_FRAME_HEADER_SIZE + clock_bytes + b->length;
+    /* Everything the header needs is read before the first store: a store
+     * through a byte pointer may alias the node, and would make the
+     * compiler read each field again. */
+    const uint32_t width = n->width, length = b->length, kind = b->kind, self = n->cfg.self;
+    const uint8_t level = b->level;
+    const uint64_t *local = n->engine.local;
+    size_t clock_bytes = (size_t)width * 8;
+    size_t size = CC_FRAME_HEADER_SIZE + clock_bytes + length;
     uint8_t *p = size <= UINT32_MAX ? reserve(n, e, size) : NULL;
     if (p) {
+        const uint8_t *payload = node_bcast_payload(n, b);
+        /* Where the frame NODE_AHEAD broadcasts on goes, if they are of this
+         * one's size (see process_queue). A prefetch never faults: the
+         * address may lie past the chunk. */
+        for (size_t at = NODE_AHEAD * size; at < (NODE_AHEAD + 1) * size; at += 64)
+            __builtin_prefetch((const void *)((uintptr_t)p + at), 1);
         node_wr32(p, (uint32_t)(size - 4));
         p[4] = CC_FRAME_VERSION;
         p[5] = CC_FRAME_MESSAGE;
-        p[6] = b->level;
+        p[6] = level;
         p[7] = 0; /* flags: dense */
-        node_wr32(p + 8, n->cfg.self);
-        node_wr32(p + 12, n->width);
-        node_wr32(p + 16, n->width); /* entries */
-        node_wr32(p + 20, b->kind);
+        node_wr32(p + 8, self);
+        node_wr32(p + 12, width);
+        node_wr32(p + 16, width); /* entries */
+        node_wr32(p + 20, kind);
         node_wr64(p + 24, seq);
 #if NODE_LE
-        memcpy(p + CC_FRAME_HEADER_SIZE, n->engine.local, clock_bytes);
+        memcpy(p + CC_FRAME_HEADER_SIZE, local, clock_bytes);
 #else
-        for (uint32_t k = 0; k < n->width; k++)
-            node_wr64(p + CC_FRAME_HEADER_SIZE + (size_t)k * 8, n->engine.local[k]);
+        for (uint32_t k = 0; k < width; k++)
+            node_wr64(p + CC_FRAME_HEADER_SIZE + (size_t)k * 8, local[k]);
 #endif
-        if (b->length)
-            memcpy(p + CC_FRAME_HEADER_SIZE + clock_bytes, node_bcast_payload(n, b), b->length);
+        if (length)
+            memcpy(p + CC_FRAME_HEADER_SIZE + clock_bytes, payload, length);
     }
     /* Without room (out of memory) the sequence is still taken; peers wait
      * for it, as for a lost member. */
@@ -797,6 +835,13 @@ static size_t process_queue(cc_node *n, size_t budget, int final, size_t *sends)
             if (atomic_load_explicit(&b->seq, memory_order_acquire) != n->ring_head + 1)
                 break;
             n->ring_head++;
+            /* The cells come from the producers' cores and the frames go to
+             * chunk memory that has left this core's caches: ask for the
+             * lines a few broadcasts ahead, so that their misses overlap
+             * instead of stalling one broadcast after another. */
+            const uint8_t *ahead = (const uint8_t *)node_cell(n, n->ring_head + NODE_AHEAD);
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 64);
             stamp(n, b);
         }
         uint64_t last = n->log_hi;
@@ -828,24 +873,59 @@ static size_t process_queue(cc_node *n, size_t budget, int final, size_t *sends)
     return done;
 }
 
-static void on_async(uv_async_t *h) {
-    cc_node *n = h->data;
-    if (n->closing || n->close_begun)
-        return;
+/* Takes what other threads handed over (on_async and on_prepare): stamps
+ * and sends the broadcasts, runs the requests. Returns the items taken. */
+static size_t take_handed_over(cc_node *n) {
     size_t sends = 0;
     size_t done = process_queue(n, BUDGET, 0, &sends);
     if (n->closing || n->close_begun)
-        return;
+        return done;
     if (atomic_load(&n->closed)) {
         begin_close(n);
-        return;
+        return done;
     }
     /* One write per peer for the whole batch of broadcasts. */
     if (sends)
         cc__link_flush_all(n);
     cc__link_after_io(n);
-    if (done >= BUDGET)
-        uv_async_send(&n->async);
+    return done;
+}
+
+static void on_async(uv_async_t *h) {
+    cc_node *n = h->data;
+    if (n->closing || n->close_begun)
+        return;
+    /* on_prepare looks at the ring before the loop sleeps again: until then
+     * a broadcast need not wake the loop (see cc_node_broadcast). */
+    atomic_store_explicit(&n->awake, 1, memory_order_relaxed);
+    if (take_handed_over(n) >= BUDGET && !n->closing && !n->close_begun)
+        uv_async_send(&n->async); /* more: after the I/O that waits */
+}
+
+/* Runs before the loop sleeps in epoll. While `awake` was 1 producers
+ * published without waking the loop; take what they published, and clear
+ * `awake` before the last look, so that a broadcast published after that
+ * look sees 0 and wakes the loop. The fences make it Dekker's pattern with
+ * cc_node_broadcast's: the loop stores awake = 0 and then reads the cell, a
+ * producer stores the cell and then reads awake, so at least one of them
+ * sees the other's store: no broadcast is left unseen while the loop sleeps.
+ * In the steady state of a busy sender this takes many batches without a
+ * wake-up, and the producers make no system call for them. */
+static void on_prepare(uv_prepare_t *h) {
+    cc_node *n = h->data;
+    size_t done = 0;
+    while (!n->closing && !n->close_begun) {
+        atomic_store_explicit(&n->awake, 0, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&node_cell(n, n->ring_head)->seq, memory_order_acquire) != n->ring_head + 1)
+            return;
+        if (done >= BUDGET) {
+            uv_async_send(&n->async); /* more: after the I/O that waits */
+            return;
+        }
+        atomic_store_explicit(&n->awake, 1, memory_order_relaxed);
+        done += take_handed_over(n);
+    }
 }
 
 /* ---- close ------------------------------------------------------------------- */
@@ -929,8 +1009,9 @@ static void begin_close(cc_node *n) {
     n->closing = 1;
     for (node_conn *c = n->conns; c; c = c->next)
         cc__link_close(c, 0, 0, NULL);
-    uv_handle_t *own[3] = {(uv_handle_t *)&n->listener, (uv_handle_t *)&n->timer, (uv_handle_t *)&n->async};
-    for (int i = 0; i < 3; i++) {
+    uv_handle_t *own[4] = {(uv_handle_t *)&n->listener, (uv_handle_t *)&n->timer, (uv_handle_t *)&n->prepare,
+                           (uv_handle_t *)&n->async};
+    for (int i = 0; i < 4; i++) {
         if (own[i]->data == n && !uv_is_closing(own[i]))
             uv_close(own[i], cc__node_handle_closed);
     }
@@ -959,6 +1040,10 @@ static int setup(cc_node *n) {
     uv_timer_init(uv, &n->timer);
     n->timer.data = n;
     n->handles++;
+    uv_prepare_init(uv, &n->prepare);
+    n->prepare.data = n;
+    n->handles++;
+    uv_prepare_start(&n->prepare, on_prepare);
     int rc = cc__link_listen(n);
     if (rc != CC_OK) {
         /* Close what was opened; the node is freed in the last close
@@ -1056,6 +1141,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     atomic_init(&n->users, 0);
     atomic_init(&n->ring_tail, 0);
     atomic_init(&n->ring_released, 0);
+    atomic_init(&n->awake, 0);
     atomic_init(&n->closed, 0);
     atomic_init(&n->port, 0);
     n->state_fd_log = -1;
@@ -1213,7 +1299,13 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
                     memcpy(node_bcast_payload(n, b), payload, length);
                 /* Release: the cell is written before the loop sees it. */
                 atomic_store_explicit(&b->seq, pos + 1, memory_order_release);
-                uv_async_send(&n->async); /* coalesces while one is pending */
+                /* The fence orders the store above before the load of awake
+                 * (Dekker's pattern with on_prepare): a loop that will look
+                 * at the ring before it sleeps needs no wake-up, which saves
+                 * a system call here and a wake-up there per batch. */
+                atomic_thread_fence(memory_order_seq_cst);
+                if (!atomic_load_explicit(&n->awake, memory_order_relaxed))
+                    uv_async_send(&n->async); /* coalesces while one is pending */
                 rc = CC_OK;
                 break;
             }

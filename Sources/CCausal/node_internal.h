@@ -158,6 +158,11 @@ struct cc_node {
     _Alignas(CC_CACHE_LINE) _Atomic uint64_t ring_tail;
     /* Written by the loop once per batch of releases, read by producers. */
     _Alignas(CC_CACHE_LINE) _Atomic uint64_t ring_released;
+    /* Written by the loop a few times per loop iteration, read by producers
+     * on every broadcast (ring_released's pattern, so its line): 1 while the
+     * loop is bound to look at the ring again before it next sleeps (from
+     * on_async to on_prepare), so a broadcast need not wake it. */
+    _Atomic int awake;
     _Alignas(CC_CACHE_LINE) _Atomic int closed;
     _Atomic uint16_t port;
     cc_loop *loop;
@@ -205,6 +210,7 @@ struct cc_node {
     uv_tcp_t listener;
     uv_timer_t timer;
     uv_async_t async;
+    uv_prepare_t prepare; /* before the loop sleeps: takes what producers published without a wake-up */
     int handles; /* open libuv handles; the node is freed when the last closes */
     int closing, close_begun, start_failed, joined;
     uint32_t tick_ms;
@@ -258,8 +264,8 @@ node_bcast *cc__node_take_cell(cc_node *n); /* cc_node_start only: a cell for a 
 unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, unsigned niov, unsigned max,
                          size_t *bytes);
 int cc__node_on_message(cc_node *n, node_conn *c, const void *frame); /* NODE_FRAME_* */
-/* An in-order MESSAGE at p (avail bytes) delivered at once: its size, or 0 when it is not one. */
-int64_t cc__node_fast_message(cc_node *n, node_conn *c, const uint8_t *p, size_t avail);
+/* The run of in-order MESSAGEs at p (avail bytes) delivered at once: their bytes (0: none). */
+size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avail);
 int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len);
 size_t cc__node_members_payload(cc_node *n, uint8_t *out, size_t cap);
 void cc__node_peer_up(cc_node *n, node_conn *c);
@@ -295,24 +301,45 @@ static inline void node_set(_Atomic uint64_t *c, uint64_t v) {
     atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
-static inline void node_wr32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
-}
-static inline void node_wr64(uint8_t *p, uint64_t v) {
-    node_wr32(p, (uint32_t)v);
-    node_wr32(p + 4, (uint32_t)(v >> 32));
-}
-static inline uint32_t node_rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t node_rd64(const uint8_t *p) {
-    return (uint64_t)node_rd32(p) | (uint64_t)node_rd32(p + 4) << 32;
-}
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define NODE_LE 1
 #else
 #define NODE_LE 0
 #endif
+
+/* Little-endian fields of the wire format. One load or store each: memcpy
+ * of a fixed size compiles to a single move, whereas byte-wise code through
+ * a uint8_t pointer (which may alias anything) keeps the compiler from
+ * merging the bytes, and cost several instructions per field on the
+ * per-message paths. */
+static inline void node_wr32(uint8_t *p, uint32_t v) {
+#if !NODE_LE
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, 4);
+}
+static inline void node_wr64(uint8_t *p, uint64_t v) {
+#if !NODE_LE
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+}
+static inline uint32_t node_rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if !NODE_LE
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+static inline uint64_t node_rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if !NODE_LE
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
 
 /* A frame's dense clock as an array: in place when the host is little-endian
  * and the bytes are aligned for uint64_t (back-to-back frames whose sizes are

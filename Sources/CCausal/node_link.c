@@ -448,11 +448,11 @@ static void conn_process(node_conn *c) {
     size_t off = 0;
     int64_t r = 0;
     while (c->state != CONN_CLOSING && !n->closing) {
-        if (c->state == CONN_UP && (r = cc__node_fast_message(n, c, c->rbuf + off, c->rlen - off)) > 0) {
-            off += (size_t)r; /* delivered (its callback may have closed the link or the node) */
+        if (c->state == CONN_UP) {
+            size_t run = cc__node_fast_run(n, c, c->rbuf + off, c->rlen - off);
+            off += run; /* delivered (a callback may have closed the link or the node) */
             if (c->state == CONN_CLOSING || n->closing)
                 return;
-            continue;
         }
         cc_frame f;
         r = cc_frame_parse(c->rbuf + off, c->rlen - off, n->cfg.max_frame, &f);
@@ -619,11 +619,12 @@ void cc__link_on_timer(uv_timer_t *t) {
     cc_node *n = t->data;
     if (n->closing)
         return;
-    /* A safety net for a lost wake-up: uv_async_send returns at once when it
-     * reads its handle as already pending (a relaxed read), and a producer's
-     * publication of its cell may reach the loop only after the loop looked.
-     * A broadcast then waits for the next one's wake-up; this tick bounds the
-     * wait when there is no next one. */
+    /* A safety net for a lost wake-up: on_prepare and cc_node_broadcast see
+     * each other's store (node.c), but uv_async_send returns at once when it
+     * reads its handle as already pending (a relaxed read), which a weakly
+     * ordered machine may read stale after the loop looked. A broadcast then
+     * waits for the next one's wake-up; this tick bounds the wait when there
+     * is no next one. */
     if (atomic_load_explicit(&node_cell(n, n->ring_head)->seq, memory_order_acquire) == n->ring_head + 1)
         uv_async_send(&n->async);
     uint64_t now = uv_now(cc_loop_uv(n->loop));

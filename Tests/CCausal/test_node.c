@@ -1443,6 +1443,64 @@ static void on_watchdog(int sig) {
     _exit(1);
 }
 
+/* ---- (k) wake-ups -------------------------------------------------------------------- */
+
+enum { K_ROUNDS = 300 };
+
+/* Timers a second apart: the node's tick (a quarter of the shortest) is then
+ * 250 ms, so a broadcast whose wake-up were lost would wait that long for
+ * the tick's safety net. */
+static cc_node_config slow_ticks(cc_node_config cfg) {
+    cfg.heartbeat_ms = 1000;
+    cfg.reconnect_min_ms = 1000;
+    cfg.reconnect_max_ms = 1000;
+    cfg.handshake_ms = 2000;
+    cfg.timeout_ms = 5000;
+    return cfg;
+}
+
+static int both_up(void *arg) {
+    tnode *t = arg;
+    return t[0].up[1] && t[1].up[0];
+}
+
+/* One broadcast in flight at a time, so that every one finds the sending
+ * loop idle or about to sleep: each must wake it (on_prepare and
+ * cc_node_broadcast see each other's store), never wait for the tick. */
+static void test_wake_ups(void) {
+    tnode t[2];
+    REQUIRE(start_group(t, 2, 2, slow_ticks));
+    pthread_mutex_lock(&mu);
+    REQUIRE(wait_for(both_up, t, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    uint8_t buf[128];
+    int slow = 0;
+    for (uint32_t i = 0; i < K_ROUNDS; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        int rc;
+        while ((rc = cc_node_broadcast(t[0].node, buf, payload(buf, 0, i), CC_LEVEL_LOW, 0)) == CC_EFULL)
+            sched_yield();
+        CHECK_EQ(rc, CC_OK);
+        group_wait g = {.t = &t[1], .each = i + 1};
+        pthread_mutex_lock(&mu);
+        CHECK(wait_for(delivered_n, &g, WAIT_S));
+        pthread_mutex_unlock(&mu);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if ((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 >= 200)
+            slow++;
+    }
+    /* A loaded machine (or valgrind) may stall a thread now and then; lost
+     * wake-ups would stall one broadcast after another. */
+    CHECK(slow <= K_ROUNDS / 20);
+    pthread_mutex_lock(&mu);
+    CHECK_EQ(t[1].violations, 0);
+    CHECK_EQ(t[1].got[0], K_ROUNDS);
+    pthread_mutex_unlock(&mu);
+    stop(&t[1]);
+    stop(&t[0]);
+}
+
 typedef struct area {
     const char *name;
     void (*run)(void);
@@ -1462,6 +1520,7 @@ void cc_test_node(void) {
         {"growth", test_growth},
         {"forwarded", test_forwarded},
         {"large payloads", test_large},
+        {"wake-ups", test_wake_ups},
     };
     const char *only = getenv("CC_NODE_TEST");
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import Testing
+import Causal
 import UCP
 
 /// Serves `router` on 127.0.0.1 with a free port for the length of `body`, which gets the port.
@@ -124,5 +125,74 @@ struct NodeRoutesTests {
             #expect(text.contains(#"ucp_http_requests_total{method="PUT",status="2xx"} 1"#), "\(text)")
             #expect(text.contains("ucp_http_request_errors_total 1"), "\(text)")
         }
+    }
+}
+
+@Suite("Proof of membership on state-changing calls", .timeLimit(.minutes(2)))
+struct ClusterAuthTests {
+    static func node(key: ClusterKey) -> Router<BasicRequestContext> {
+        let routes = NodeRoutes(
+            clock: NodeClock(nodeID: "b1", role: .member), metrics: NodeMetrics(),
+            instanceName: NodeRoutes.instanceName(role: "broker", id: "b1"), auth: ClusterAuth(key: key))
+        let router = Router()
+        routes.install(on: router)
+        router.put("data/**") { request, _ in request.uri.path }
+        return router
+    }
+
+    @Test("a member's client gets in, also with percent-encoded paths and queries")
+    func member() async throws {
+        let key = ClusterKey.random()
+        try await withServer(Self.node(key: key)) { port in
+            let client = NodeHTTPClient(clock: NodeClock(nodeID: "x", role: .dotted), auth: ClusterAuth(key: key))
+            defer { Task { await client.shutdown() } }
+            let answer = try await client.call(
+                .PUT, Address(host: "127.0.0.1", port: port), "/data/a%20b/c?job_id=1")
+            #expect(answer.text == "/data/a%20b/c")
+        }
+    }
+
+    @Test("no proof, a wrong key, a malformed or stale proof: 401 with the reason; GET stays open")
+    func strangers() async throws {
+        let key = ClusterKey.random()
+        try await withServer(Self.node(key: key)) { port in
+            let address = Address(host: "127.0.0.1", port: port)
+            let stranger = NodeHTTPClient(
+                clock: NodeClock(nodeID: "x", role: .dotted), auth: ClusterAuth(key: ClusterKey.random()))
+            let plain = NodeHTTPClient(clock: NodeClock(nodeID: "y", role: .dotted))
+            defer {
+                Task {
+                    await stranger.shutdown()
+                    await plain.shutdown()
+                }
+            }
+            let wrong = await #expect(throws: NodeCallError.self) { try await stranger.call(.PUT, address, "/data/a") }
+            #expect(wrong?.status == 401)
+            #expect(wrong?.detail.contains("does not match") == true)
+            let missing = await #expect(throws: NodeCallError.self) { try await plain.call(.PUT, address, "/data/a") }
+            #expect(missing?.status == 401)
+            #expect(missing?.detail.contains("missing") == true)
+            #expect(try await plain.call(.GET, address, "/ping").status == 200)
+
+            let auth = ClusterAuth(key: key)
+            for proof in ["garbage", auth.proof(method: "PUT", path: "/data/a", clock: nil, dot: nil, at: 1000)] {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/data/a")
+                request.method = .PUT
+                request.headers.add(name: "X-UCP-Auth", value: proof)
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                #expect(response.status == .unauthorized)
+            }
+        }
+    }
+
+    @Test("authenticators verify only under their key and message")
+    func authenticator() {
+        let key = ClusterKey.random()
+        let tag = key.authenticator(for: Array("message".utf8))
+        #expect(tag.count == 32)
+        #expect(key.verify(tag, for: Array("message".utf8)))
+        #expect(!key.verify(tag, for: Array("messagE".utf8)))
+        #expect(!ClusterKey.random().verify(tag, for: Array("message".utf8)))
+        #expect(!key.verify(tag.dropLast(), for: Array("message".utf8)))
     }
 }

@@ -16,10 +16,13 @@ public final class NodeHTTPClient: Sendable {
     public let http: HTTPClient
     /// Deadline of a call unless the call says otherwise.
     public let defaultTimeout: Duration
+    /// When set, every request carries proof of membership (``ClusterAuth``).
+    public let auth: ClusterAuth?
 
-    /// A client for the node whose clock is `clock`.
-    public init(clock: NodeClock, defaultTimeout: Duration = .seconds(30)) {
+    /// A client for the node whose clock is `clock`; with `auth`, requests prove membership.
+    public init(clock: NodeClock, auth: ClusterAuth? = nil, defaultTimeout: Duration = .seconds(30)) {
         self.clock = clock
+        self.auth = auth
         self.defaultTimeout = defaultTimeout
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(60))
@@ -156,6 +159,21 @@ public final class NodeHTTPClient: Sendable {
         let now = clock.event()
         request.headers.replaceOrAdd(name: ClockStamp.clockHeader, value: now.clockHeaderValue)
         if let dot = now.dot { request.headers.replaceOrAdd(name: ClockStamp.dotHeader, value: dot.description) }
+        if let auth, request.method != .GET, request.method != .HEAD {
+            let path = Self.target(of: request.url)
+            let proof = auth.proof(
+                method: request.method.rawValue, path: path, clock: now.clockHeaderValue, dot: now.dot?.description,
+                at: ClusterAuth.now())
+            request.headers.replaceOrAdd(name: ClusterAuth.header, value: proof)
+        }
+    }
+
+    /// The request target (path and query, as sent) of an absolute `http://` URL.
+    static func target(of url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let rest = url[scheme.upperBound...]
+        guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return rest[slash] == "?" ? "/" + rest[slash...] : String(rest[slash...])
     }
 
     private func merge(_ headers: HTTPHeaders) {

@@ -22,12 +22,15 @@ public struct NodeRoutes: Sendable {
     public let metrics: NodeMetrics
     /// What `GET /ping` answers.
     public let instanceName: String
+    /// When set, every request other than `GET` and `HEAD` must prove membership (``ClusterAuth``).
+    public let auth: ClusterAuth?
 
-    /// The common routes of one node.
-    public init(clock: NodeClock, metrics: NodeMetrics, instanceName: String) {
+    /// The common routes of one node; with `auth`, state-changing requests need its proof.
+    public init(clock: NodeClock, metrics: NodeMetrics, instanceName: String, auth: ClusterAuth? = nil) {
         self.clock = clock
         self.metrics = metrics
         self.instanceName = instanceName
+        self.auth = auth
     }
 
     /// UCP's zeroconf instance name for a node of `role` (`broker`, `executor`, `datastore`,
@@ -39,7 +42,7 @@ public struct NodeRoutes: Sendable {
     /// Adds the middleware and the common routes to `router`; call it before adding the role's
     /// routes so that the middleware wraps them.
     public func install<Context: RequestContext>(on router: Router<Context>) {
-        router.add(middleware: ClockMiddleware(clock: clock, counters: metrics.requestCounters))
+        router.add(middleware: ClockMiddleware(clock: clock, counters: metrics.requestCounters, auth: auth))
         let routes = self
         router.get("ping") { _, _ in try JSONResponse.ok(routes.instanceName) }
         router.get("clock") { _, _ in try JSONResponse.ok(routes.clockView()) }
@@ -129,17 +132,27 @@ extension ClockStamp {
     }
 }
 
-/// Merges each request's clock into the node's, stamps every answer with the node's clock and
-/// counts answers by status.
+/// Checks proofs of membership, merges each request's clock into the node's, stamps every
+/// answer with the node's clock and counts answers by status.
 struct ClockMiddleware<Context: RequestContext>: RouterMiddleware {
     let clock: NodeClock
     let counters: RequestCounters
+    let auth: ClusterAuth?
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         var response: Response
         do {
+            if let auth, request.method != .get, request.method != .head,
+                let problem = auth.problem(
+                    method: request.method.rawValue, path: request.uri.description,
+                    clock: request.headers[.ucpClock], dot: request.headers[.ucpDot],
+                    proof: request.headers[.ucpAuth], now: ClusterAuth.now())
+            {
+                context.logger.warning("refused: \(problem)", metadata: ["path": "\(request.uri.path)"])
+                throw APIError(.unauthorized, problem)
+            }
             if let stamp = try ClockStamp.of(request) {
                 clock.receive(stamp.clock)
             }
