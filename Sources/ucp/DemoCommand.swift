@@ -1,10 +1,43 @@
 import ArgumentParser
 import Causal
+import Foundation
 
-/// `ucp demo`: a causal broadcast group on the loop, with random delays and duplicates, and what it delivered.
+/// `ucp demo`: the cluster demo (the default) or the causal group demo.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
+        abstract: "Run a demo: a local UCP cluster doing real work (default), or a causal broadcast group.",
+        subcommands: [ClusterDemoCommand.self, GroupDemoCommand.self],
+        defaultSubcommand: ClusterDemoCommand.self
+    )
+}
+
+/// `ucp demo cluster`: broker, datastore and executors as processes on loopback running a batch of jobs.
+struct ClusterDemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Start a broker, a datastore and executors on 127.0.0.1, run a batch of WASI jobs, print results."
+    )
+
+    @Option(help: "Executor processes.") var executors = 2
+    @Option(help: "Rounds of five jobs each (plus a trapping and a runaway job).") var rounds = 4
+    @Flag(help: "Keep the cluster's folder (logs, data) afterwards.") var keep = false
+
+    func validate() throws {
+        guard (1...16).contains(executors) else { throw ValidationError("--executors must be between 1 and 16") }
+        guard (1...1000).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 1000") }
+    }
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        try await ClusterDemo(executors: executors, rounds: rounds, keep: keep).run()
+    }
+}
+
+/// `ucp demo group`: a causal broadcast group on the loop, with random delays and duplicates, and what it delivered.
+struct GroupDemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "group",
         abstract: "Run a causal broadcast group in this process and print delivery statistics."
     )
 

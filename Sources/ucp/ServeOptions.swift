@@ -71,7 +71,7 @@ func runUntilSignalled(_ services: [any Service], logger: Logger) async throws {
 }
 
 /// Prints the line the demo and scripts wait for, and flushes it.
-func announceListening(role: String, id: String, host: String, port: Int) {
-    print("ucp \(role) \(id) listening on \(host):\(port)")
+func announceListening(role: String, host: String, port: Int) {
+    print("ucp \(role) listening on \(host):\(port)")
     fflush(nil)
 }

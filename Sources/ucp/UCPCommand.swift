@@ -8,6 +8,9 @@ struct UCPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ucp",
         abstract: "CausalUCP: vector-clock causal consistency for the Urban Compute Platform.",
-        subcommands: [DemoCommand.self, NodeCommand.self]
+        subcommands: [
+            BrokerCommand.self, ExecutorCommand.self, DatastoreCommand.self, ClientCommand.self, DemoCommand.self,
+            JobsBenchCommand.self, NodeCommand.self,
+        ]
     )
 }

@@ -1,0 +1,173 @@
+import Causal
+import Foundation
+import Logging
+import ServiceLifecycle
+import UCP
+
+/// `make demo`: a broker, a datastore and executors as separate processes on 127.0.0.1; a batch
+/// of the shipped jobs through the client, some waiting for others; each result; a summary.
+struct ClusterDemo {
+    var executors = 2
+    var rounds = 4
+    var keep = false
+
+    /// One job of the batch and what it should print.
+    struct Planned {
+        var label: String
+        var submission: JobSubmission
+        var expect: (ResultZip) -> Bool
+    }
+
+    func run() async throws {
+        let folder = NSTemporaryDirectory() + "ucp-demo-" + Membership.id(of: UUID()).prefix(8)
+        print("cluster in \(folder) (one log file per process):")
+        let cluster = try await LocalCluster.start(
+            in: folder, executors: executors, timeLimit: 1, log: { print($0) })
+        let stopOnSignal = SignalStopper { cluster.stop() }
+        defer {
+            stopOnSignal.cancel()
+            cluster.stop()
+            if !keep { try? FileManager.default.removeItem(atPath: folder) }
+        }
+        let client = cluster.client()
+        defer { Task { await client.shutdown() } }
+
+        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
+        var quiet = Logger(label: "ucp.demo")
+        quiet.logLevel = .warning
+        let listener = try ResultListener(
+            folder: folder + "/results", host: "127.0.0.1", port: 0, clock: client.clock, logger: quiet
+        ) { port in
+            sink.yield(port)
+            sink.finish()
+        }
+        let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await services.run() }
+            defer { tasks.cancelAll() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
+            try await runBatch(cluster: cluster, client: client, listener: listener, resultAddr: Address(host: "127.0.0.1", port: port))
+            await services.triggerGracefulShutdown()
+        }
+    }
+
+    private func runBatch(cluster: LocalCluster, client: UCPClient, listener: ResultListener, resultAddr: Address)
+        async throws
+    {
+        let text = "causal order is the order in which one event could have influenced another\n"
+        try await client.put(name: "demo/story.txt", bytes: Array(String(repeating: text, count: 20).utf8))
+        var plan: [Planned] = []
+        func add(_ label: String, _ job: ShippedJob, args: [String] = [], stdin: String? = nil,
+                 data: [String: [UInt8]] = [:], named: [String: String] = [:], waitFor: [UUID]? = nil,
+                 expect: @escaping (ResultZip) -> Bool) throws -> UUID {
+            var submission = JobSubmission(
+                module: .bytes(try job.wasm()), args: args, stdin: stdin.map { .bytes(Array($0.utf8)) },
+                jobData: data, namedData: named, waitFor: waitFor, resultAddr: resultAddr)
+            submission.jobID = UUID()
+            plan.append(Planned(label: label, submission: submission, expect: expect))
+            return submission.jobID
+        }
+        for round in 1...rounds {
+            let hello = try add("hello #\(round)", .hello) { $0.stdout == "Hello, world!\n" }
+            let numbers = (1...(10 * round)).map(String.init)
+            let total = (1...(10 * round)).reduce(0, +)
+            let sum = try add("sum 1...\(10 * round)", .sum, args: numbers) { $0.stdout == "\(total)\n" }
+            _ = try add("echo after hello #\(round)", .echo, stdin: "round \(round)\n", waitFor: [hello]) {
+                $0.stdout == "round \(round)\n"
+            }
+            _ = try add("wordcount (named data)", .wordcount, args: ["/story.txt"], named: ["demo/story.txt": "/story.txt"],
+                        waitFor: [sum]) { $0.stdout == "280 /story.txt\n" }
+            _ = try add("wordcount (job data)", .wordcount, args: ["/in.txt"], data: ["/in.txt": Array("a b c\n".utf8)]) {
+                $0.stdout == "3 /in.txt\n"
+            }
+        }
+        _ = try add("trap (fails)", .trap) { $0.stderr.contains("trap") || $0.stderr.contains("unreachable") }
+        _ = try add("spin (time limit 1 s)", .spin) { $0.stderr.contains("time limit") }
+
+        print("\nsubmitting \(plan.count) jobs (\(rounds * 2) wait for another job):")
+        let start = ContinuousClock.now
+        for job in plan { _ = try await client.submit(job.submission) }
+        var latencies: [Duration] = []
+        var failures = 0
+        var results: [(Planned, ResultZip)] = []
+        try await withThrowingTaskGroup(of: (Int, ResultZip, Duration).self) { group in
+            for (index, job) in plan.enumerated() {
+                group.addTask {
+                    let path = try await listener.result(for: job.submission.jobID, timeout: .seconds(120))
+                    return (index, try ResultZip(path: path), ContinuousClock.now - start)
+                }
+            }
+            for try await (index, zip, at) in group {
+                results.append((plan[index], zip))
+                latencies.append(at)
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        var perExecutor: [String: Int] = [:]
+        var orderChecked = 0
+        var orderViolations = 0
+        var views: [UUID: JobView] = [:]
+        for job in plan {
+            if let view = try? await client.http.decode(
+                JobView.self, .GET, cluster.broker, "/job/\(Membership.id(of: job.submission.jobID))")
+            {
+                views[job.submission.jobID] = view
+                perExecutor[view.executor ?? "?", default: 0] += 1
+            }
+        }
+        print("")
+        for (job, zip) in results.sorted(by: { $0.0.label < $1.0.label }) {
+            let ok = job.expect(zip)
+            if !ok { failures += 1 }
+            let out = (zip.stdout.isEmpty ? zip.stderr : zip.stdout).split(separator: "\n").first ?? ""
+            let view = views[job.submission.jobID]
+            var order = ""
+            if let waits = job.submission.waitFor, let mine = view?.assigned {
+                for dependency in waits {
+                    guard let done = views[dependency]?.done else { continue }
+                    orderChecked += 1
+                    let relation = done.compare(mine)
+                    if relation != .before { orderViolations += 1 }
+                    order = relation == .before ? "  (dependency done → this assigned: happened-before)" : "  (ORDER \(relation))"
+                }
+            }
+            print("  \(ok ? "ok  " : "FAIL") \(job.label.padding(toLength: 26, withPad: " ", startingAt: 0)) \(out.prefix(60))\(order)")
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        print("\n\(plan.count) jobs in \(String(format: "%.2f", seconds)) s: \(String(format: "%.1f", Double(plan.count) / seconds)) jobs/s (WASI jobs in-process, every byte over loopback HTTP)")
+        print("per executor: " + perExecutor.sorted { $0.key < $1.key }.map { "\($0.key.prefix(8)) \($0.value)" }.joined(separator: ", "))
+        print("wait_for order checked on broker clock stamps: \(orderChecked), violations: \(orderViolations)")
+        print("\nfinal clocks (brokers own entries; other nodes carry a dot: node:seq):")
+        for (name, view) in await cluster.clocks() {
+            print("  \(name.padding(toLength: 11, withPad: " ", startingAt: 0)) \(view.map { "\($0.stamp)" } ?? "unreachable")")
+        }
+        if failures > 0 || orderViolations > 0 {
+            throw DemoError("\(failures) results were not what the job should print; \(orderViolations) order violations")
+        }
+    }
+}
+
+/// Runs `stop` and exits when SIGINT or SIGTERM arrives, so that no cluster process outlives
+/// the demo.
+final class SignalStopper: Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ stop: @escaping @Sendable () -> Void) {
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                FileHandle.standardError.write(Data("\nstopping the cluster\n".utf8))
+                stop()
+                exit(130)
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}

@@ -1,0 +1,122 @@
+import Causal
+import Foundation
+import Logging
+import UCP
+
+/// A broker, a datastore and executors as separate `ucp` processes on 127.0.0.1, in a folder of
+/// their own, all holding one fresh cluster key. ``stop()`` ends every process it started.
+final class LocalCluster: Sendable {
+    /// The cluster's folder: node data folders, the key, one log file per process.
+    let folder: String
+    /// The broker's address.
+    let broker: Address
+    /// The processes, broker first.
+    let processes: [ClusterProcess]
+    /// Every node's address by name (`broker`, `datastore`, `executor-1`, ...).
+    let addresses: [(name: String, address: Address)]
+    /// The cluster's key.
+    let auth: ClusterAuth
+
+    /// Starts the cluster and waits until every executor is registered and the datastore takes
+    /// data, or throws after `timeout`.
+    static func start(
+        in folder: String, executors: Int, timeLimit: Double, heartbeatSeconds: Double = 2,
+        timeout: Duration = .seconds(60), log: (String) -> Void
+    ) async throws -> LocalCluster {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let keyFile = folder + "/cluster.key"
+        let key = ClusterKey.random()
+        try key.write(toFile: keyFile)
+        var processes: [ClusterProcess] = []
+        var addresses: [(String, Address)] = []
+        func start(_ name: String, _ arguments: [String]) throws -> Address {
+            let process = try ClusterProcess(
+                name: name, arguments: arguments + ["--port", "0", "--key-file", keyFile, "--log-level", "warning"],
+                logPath: "\(folder)/\(name).log")
+            processes.append(process)
+            let port = try process.waitUntilListening(timeout: timeout)
+            let address = Address(host: "127.0.0.1", port: port)
+            addresses.append((name, address))
+            log("  \(name.padding(toLength: 11, withPad: " ", startingAt: 0)) pid \(process.pid), \(address)")
+            return address
+        }
+        do {
+            let beat = String(heartbeatSeconds)
+            let broker = try start(
+                "broker",
+                ["broker", "--rootdir", folder + "/broker.d", "--heartbeat-interval", beat, "--prune-after",
+                 String(heartbeatSeconds * 3)])
+            _ = try start(
+                "datastore",
+                ["datastore", "--rootdir", folder + "/datastore.d", "--broker", "\(broker)", "--heartbeat-interval", beat])
+            for index in 1...executors {
+                _ = try start(
+                    "executor-\(index)",
+                    ["executor", "--rootdir", folder + "/executor-\(index).d", "--broker", "\(broker)",
+                     "--heartbeat-interval", beat, "--time-limit", String(timeLimit)])
+            }
+            let cluster = LocalCluster(
+                folder: folder, broker: broker, processes: processes, addresses: addresses, auth: ClusterAuth(key: key))
+            try await cluster.waitUntilReady(executors: executors, timeout: timeout)
+            return cluster
+        } catch {
+            for process in processes.reversed() { process.stop(grace: .seconds(2)) }
+            throw error
+        }
+    }
+
+    private init(
+        folder: String, broker: Address, processes: [ClusterProcess], addresses: [(String, Address)], auth: ClusterAuth
+    ) {
+        self.folder = folder
+        self.broker = broker
+        self.processes = processes
+        self.addresses = addresses.map { (name: $0.0, address: $0.1) }
+        self.auth = auth
+    }
+
+    /// A client of this cluster's broker, holding the cluster's key.
+    func client() -> UCPClient {
+        var logger = Logger(label: "ucp.demo")
+        logger.logLevel = .warning
+        return UCPClient(broker: broker, auth: auth, logger: logger)
+    }
+
+    /// Waits until the broker counts `executors` executors and a datastore has registered
+    /// (polls the broker's own answers with a short backoff: the nodes register on their own
+    /// schedule; the deadline bounds it).
+    private func waitUntilReady(executors: Int, timeout: Duration) async throws {
+        let client = client()
+        defer { Task { await client.shutdown() } }
+        let deadline = ContinuousClock.now + timeout
+        var delay = Duration.milliseconds(20)
+        while true {
+            let count = try? await client.http.decode(Int.self, .GET, broker, "/executors/count")
+            let datastores = try? await client.http.decode(Int.self, .GET, broker, "/datastores/count")
+            if count == executors, (datastores ?? 0) > 0 { return }
+            guard ContinuousClock.now + delay < deadline else {
+                throw DemoError(
+                    "the cluster was not ready within \(timeout): \(count ?? 0) of \(executors) executors, "
+                        + "\(datastores ?? 0) datastores registered; logs in \(folder)")
+            }
+            try await Task.sleep(for: delay)
+            delay = min(delay * 2, .milliseconds(250))
+        }
+    }
+
+    /// Every node's clock (`GET /clock`).
+    func clocks() async -> [(name: String, view: ClockView?)] {
+        let client = client()
+        defer { Task { await client.shutdown() } }
+        var views: [(String, ClockView?)] = []
+        for (name, address) in addresses {
+            views.append((name, try? await client.http.decode(ClockView.self, .GET, address, "/clock")))
+        }
+        return views.map { (name: $0.0, view: $0.1) }
+    }
+
+    /// Stops every process: SIGTERM, then SIGKILL after a grace period; executors first.
+    func stop() {
+        for process in processes.reversed() { process.stop() }
+    }
+}
