@@ -1,4 +1,5 @@
 import Causal
+import NIOCore
 import Foundation
 import Testing
 import UCP

@@ -131,7 +131,7 @@ public struct JobSubmission: Sendable {
             info.stdin = DataReference(name: name, path: path ?? "stdin")
             info.stdinIsNamed = true
         }
-        for (path, bytes) in jobData(sorted: self.jobData) {
+        for (path, bytes) in self.jobData.sorted(by: { $0.key < $1.key }) {
             let name = try own(path)
             uploads.append((name, bytes))
             jobData[name] = path
@@ -148,9 +148,5 @@ public struct JobSubmission: Sendable {
         info.delete = delete
         info.emergency = emergency
         return (info, uploads)
-    }
-
-    private func jobData(sorted data: [String: [UInt8]]) -> [(String, [UInt8])] {
-        data.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 }

@@ -43,7 +43,7 @@ public struct ExecutorAPI: Sendable {
             } catch {
                 throw APIError(.unprocessableContent, "\(error)")
             }
-            do {
+            do throws(ExecutorError) {
                 try api.executor.submit(jobID: jobID, info: info)
             } catch {
                 context.logger.error("refused job: \(error)")
@@ -65,7 +65,7 @@ public struct ExecutorAPI: Sendable {
         }
         router.delete("job/:job_id") { _, context in
             let jobID = try Self.jobID(context)
-            do {
+            do throws(ExecutorError) {
                 try api.executor.delete(jobID: jobID)
             } catch {
                 throw APIError(.notFound, error.description)

@@ -10,17 +10,17 @@ import Metrics
 /// - `ucp_broker_call_failures_total`: broker calls that failed (each attempt);
 /// - `ucp_clock_width`: entries in the executor's vector clock.
 struct ExecutorMetrics: Sendable {
-    let jobs: [ExecutorJobState: Gauge]
-    let queueDepth: Gauge
-    let heartbeatsOK: Counter
-    let heartbeatsFailed: Counter
-    let registrationsOK: Counter
-    let registrationsFailed: Counter
-    let brokerCallFailures: Counter
-    let clockWidth: Gauge
+    let jobs: [ExecutorJobState: Metrics.Gauge]
+    let queueDepth: Metrics.Gauge
+    let heartbeatsOK: Metrics.Counter
+    let heartbeatsFailed: Metrics.Counter
+    let registrationsOK: Metrics.Counter
+    let registrationsFailed: Metrics.Counter
+    let brokerCallFailures: Metrics.Counter
+    let clockWidth: Metrics.Gauge
 
     init(_ metrics: NodeMetrics) {
-        var jobs: [ExecutorJobState: Gauge] = [:]
+        var jobs: [ExecutorJobState: Metrics.Gauge] = [:]
         for state in ExecutorJobState.allCases {
             let gauge = metrics.gauge("ucp_jobs", [("state", state.rawValue)])
             gauge.record(0)

@@ -55,8 +55,9 @@ public final class ExecutorNode: Service, Sendable {
     public func run() async throws {
         let id = try identity.get()
         let name = Membership.id(of: id)
-        var logger = self.logger
-        logger[metadataKey: "executor"] = "\(name)"
+        var nodeLogger = self.logger
+        nodeLogger[metadataKey: "executor"] = "\(name)"
+        let logger = nodeLogger
         let clock = NodeClock(nodeID: name, role: .dotted)
         let http = NodeHTTPClient(clock: clock)
         let runner: JobRunner
