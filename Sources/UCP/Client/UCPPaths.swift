@@ -1,0 +1,94 @@
+import Causal
+import Foundation
+
+/// The request paths of UCP's broker API, with data names percent-encoded once (slashes kept),
+/// as UCP's nodes send them.
+public enum UCPPaths {
+    /// `name` percent-encoded for a URL path: every character outside RFC 3986's path set is
+    /// escaped; `/` stays a separator.
+    public static func encode(_ name: String) -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "%;?#")
+        return name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name
+    }
+
+    /// A job id as UCP writes it: lowercased.
+    public static func id(_ uuid: UUID) -> String { Membership.id(of: uuid) }
+
+    /// `/data/{name}`, plus `?job_id=` when `jobID` is given.
+    public static func data(_ name: String, jobID: UUID? = nil) -> String {
+        "/data/" + encode(name) + (jobID.map { "?job_id=" + id($0) } ?? "")
+    }
+
+    /// `/list/data/{prefix}`.
+    public static func listData(_ prefix: String) -> String { "/list/data/" + encode(prefix) }
+
+    /// `/result/{job_id}`.
+    public static func result(_ jobID: UUID) -> String { "/result/" + id(jobID) }
+
+    /// `/job/done/{job_id}`.
+    public static func jobDone(_ jobID: UUID) -> String { "/job/done/" + id(jobID) }
+
+    /// `/job/submit/{job_id}`.
+    public static func jobSubmit(_ jobID: UUID) -> String { "/job/submit/" + id(jobID) }
+
+    /// `/job/{job_id}`.
+    public static func job(_ jobID: UUID) -> String { "/job/" + id(jobID) }
+
+    /// `/executors/register`.
+    public static let register = "/executors/register"
+
+    /// `/executors/heartbeat/{exec_id}`.
+    public static func heartbeat(_ executorID: UUID) -> String { "/executors/heartbeat/" + id(executorID) }
+
+    /// The name UCP gives data that belongs to a job: `<job_id>/<name>`.
+    public static func jobDataName(_ jobID: UUID, _ name: String) -> String { id(jobID) + "/" + name }
+}
+
+/// The body of `PUT /job/submit/{job_id}`: `{"job_info": JobInfo, "wait_for": [uuid, ...]}`
+/// (`wait_for` left out when nil, which asks the broker to dispatch the job at once).
+public struct JobSubmitBody: Sendable, Hashable, Codable {
+    /// The job.
+    public var jobInfo: JobInfo
+    /// The jobs it waits for, or nil.
+    public var waitFor: [UUID]?
+
+    /// A body.
+    public init(jobInfo: JobInfo, waitFor: [UUID]? = nil) {
+        self.jobInfo = jobInfo
+        self.waitFor = waitFor
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case jobInfo = "job_info"
+        case waitFor = "wait_for"
+    }
+
+    /// Decodes the JSON form.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        jobInfo = try c.decode(JobInfo.self, forKey: .jobInfo)
+        waitFor = try c.decodeIfPresent([UUID].self, forKey: .waitFor)
+    }
+
+    /// Encodes the JSON form, ids lowercased as Python writes them.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(jobInfo, forKey: .jobInfo)
+        try c.encodeIfPresent(waitFor?.map { Membership.id(of: $0) }, forKey: .waitFor)
+    }
+}
+
+/// The body of `PUT /executors/register`: `{"hosts": [...], "executor": {...}}`.
+public struct RegistrationBody: Sendable, Hashable, Codable {
+    /// The addresses the broker may ping the executor on.
+    public var hosts: [String]
+    /// The executor.
+    public var executor: ExecutorRecord
+
+    /// A body.
+    public init(hosts: [String], executor: ExecutorRecord) {
+        self.hosts = hosts
+        self.executor = executor
+    }
+}

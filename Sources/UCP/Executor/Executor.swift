@@ -1,0 +1,552 @@
+import Causal
+import Foundation
+import Logging
+import Synchronization
+
+/// The executor's logic: accepts jobs, fetches their binary, stdin and data from the broker,
+/// runs them on a ``JobRunner`` and delivers their results, stamping every step with the
+/// executor's clock.
+///
+/// A job goes `fetching` → `queued` → `running` → `delivering` → `done` (see
+/// ``ExecutorJobState``). At most ``ExecutorConfiguration/workers`` jobs run at once; ready jobs
+/// wait in the executor's own queue, the most urgent ``JobInfo/emergency`` level first, then in
+/// order of arrival. A job's own failure (an invalid module, a trap, its time limit, data that
+/// cannot be fetched) becomes an error result whose `stderr.txt` says why; the executor goes on.
+///
+/// Delivery follows UCP's executor: named results are stored (`PUT /data/{name}`); the result
+/// zip goes to `PUT /result/{job_id}` when the job has a `result_addr`, else (or when that fails)
+/// it is stored as `<job_id>/result`; then `PUT /job/done/{job_id}`; then, for `delete: true`,
+/// the job's folder is removed and the broker asked to delete the job's data. Every broker call
+/// is retried with backoff within ``ExecutorConfiguration/retryWindow``; a result that cannot be
+/// delivered is never dropped silently: it is logged, kept in the job's folder and the job's
+/// state says `undelivered`.
+///
+/// Thread-safe.
+public final class Executor: Sendable {
+    /// The executor's id.
+    public let id: UUID
+    /// Where jobs run.
+    public let runner: JobRunner
+    /// The executor's clock (dotted, named by its id).
+    public let clock: NodeClock
+    /// Calls to the broker, stamped with ``clock``.
+    public let http: NodeHTTPClient
+    /// The executor's settings.
+    public let configuration: ExecutorConfiguration
+    let logger: Logger
+    let metrics: ExecutorMetrics
+    private let state = Mutex(State())
+    private let settled = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+
+    /// Most settled jobs whose events are kept for `GET /job/{job_id}` once their folder is gone.
+    static let historyLimit = 4096
+
+    /// An executor with id `id` running jobs on `runner` and calling the broker through `http`
+    /// (whose clock becomes the executor's); metrics go to `metrics`.
+    public init(
+        id: UUID, configuration: ExecutorConfiguration, runner: JobRunner, http: NodeHTTPClient, metrics: NodeMetrics,
+        logger: Logger
+    ) {
+        self.id = id
+        self.configuration = configuration
+        self.runner = runner
+        self.http = http
+        self.clock = http.clock
+        self.metrics = ExecutorMetrics(metrics)
+        self.logger = logger
+    }
+
+    var broker: Address { configuration.broker }
+
+    // MARK: - Accepting and deleting jobs
+
+    /// Accepts job `jobID`: validates every name and path in `info`, creates the job's folder and
+    /// starts fetching its data; the job then queues and runs on its own.
+    ///
+    /// - Throws: ``ExecutorError/notAccepting`` while shutting down, ``ExecutorError/duplicateJob(_:)``,
+    ///   ``ExecutorError/invalidJob(_:problem:)`` for a name or path that could leave the job's
+    ///   folder (nothing is written then), ``ExecutorError/setup(_:problem:)`` when the folder
+    ///   cannot be made.
+    public func submit(jobID: UUID, info: JobInfo) throws(ExecutorError) {
+        let spec: JobSpec
+        do {
+            spec = try JobSpec(jobID: jobID, info: info, timeLimit: configuration.timeLimit)
+        } catch {
+            throw .invalidJob(jobID, problem: "\(error)")
+        }
+        let downloads = try JobDownloads(jobID: jobID, info: info)
+        var directories: [JobPath] = []
+        for directory in info.directories {
+            do {
+                directories.append(try JobPath(directory))
+            } catch {
+                throw .invalidJob(jobID, problem: "directories: \(error)")
+            }
+        }
+        let refusal: ExecutorError? = state.withLock { s in
+            guard s.accepting else { return .notAccepting }
+            if let old = s.jobs[jobID], !(old.removed && old.state.isSettled) { return .duplicateJob(jobID) }
+            s.forget(jobID, metrics: metrics)
+            s.arrivals += 1
+            s.jobs[jobID] = Record(id: jobID, info: info, arrival: s.arrivals, state: .fetching)
+            s.count(.fetching, +1, metrics)
+            return nil
+        }
+        if let refusal { throw refusal }
+        let folder: JobFolder
+        do {
+            folder = try runner.prepare(jobID: UCPPaths.id(jobID), directories: directories)
+        } catch {
+            state.withLock { $0.forget(jobID, metrics: metrics) }
+            throw .setup(jobID, problem: "\(error)")
+        }
+        state.withLock { s in
+            s.jobs[jobID]?.folder = folder
+            s.event(jobID, "accepted", clock.event(), detail: info.emergency.name)
+        }
+        logger.info("accepted job", metadata: ["job": "\(UCPPaths.id(jobID))", "emergency": "\(info.emergency)"])
+        Task { await self.fetchAndQueue(jobID, spec: spec, downloads: downloads, folder: folder) }
+    }
+
+    /// Deletes job `jobID`: a queued or finished job's folder is removed at once; a job being
+    /// fetched, run or delivered is marked to be discarded (no result is sent for a job that has
+    /// not finished; its folder goes when its current step ends).
+    ///
+    /// - Throws: ``ExecutorError/unknownJob(_:)`` when no such job is here.
+    public func delete(jobID: UUID) throws(ExecutorError) {
+        let (known, folder): (Bool, JobFolder?) = state.withLock { s in
+            guard let record = s.jobs[jobID], !record.removed, record.state != .discarded,
+                record.state != .handedBack
+            else { return (false, nil) }
+            let stamp = clock.event()
+            switch record.state {
+            case .queued:
+                s.queue.removeAll { $0 == jobID }
+                s.metricsQueue(metrics)
+                s.event(jobID, "deleted", stamp, detail: "while queued")
+                s.settle(jobID, .discarded, removed: true, metrics: metrics)
+                return (true, record.folder)
+            case .fetching, .running, .delivering:
+                s.jobs[jobID]?.discard = true
+                s.event(jobID, "deleted", stamp, detail: "while \(record.state.rawValue)")
+                return (true, nil)
+            case .done, .undelivered, .discarded, .handedBack:
+                s.event(jobID, "deleted", stamp)
+                s.settle(jobID, record.state, removed: true, metrics: metrics)
+                return (true, record.folder)
+            }
+        }
+        guard known else { throw .unknownJob(jobID) }
+        if let folder { try? folder.remove() }
+        settled.continuation.yield()
+        logger.info("deleted job", metadata: ["job": "\(UCPPaths.id(jobID))"])
+    }
+
+    /// The jobs on this executor (UCP's `GET /job/list`): every job accepted and not yet deleted,
+    /// discarded or handed back, finished ones included until their folder is removed, in order
+    /// of arrival.
+    public func jobIDs() -> [UUID] {
+        state.withLock { s in
+            s.jobs.values.filter { !$0.removed && $0.state != .discarded && $0.state != .handedBack }
+                .sorted { $0.arrival < $1.arrival }.map(\.id)
+        }
+    }
+
+    /// Job `jobID`'s state and stamped events, or nil when the executor does not know it (any
+    /// more).
+    public func status(of jobID: UUID) -> ExecutorJobStatus? {
+        state.withLock { s in
+            s.jobs[jobID].map {
+                ExecutorJobStatus(
+                    id: $0.id, state: $0.state, outcome: $0.outcome, emergency: $0.info.emergency, events: $0.events)
+            }
+        }
+    }
+
+    /// This machine's capabilities now, the disk measured where jobs live.
+    ///
+    /// - Throws: ``CapabilitiesError`` when the machine's state cannot be read.
+    public func capabilities() throws -> Capabilities {
+        try Capabilities.current(diskPath: runner.root.path)
+    }
+
+    /// True while jobs are accepted (until ``shutdown(grace:)``).
+    public var isAccepting: Bool { state.withLock { $0.accepting } }
+
+    /// Jobs ready and waiting for a worker.
+    public var queueDepth: Int { state.withLock { $0.queue.count } }
+
+    // MARK: - Shutdown
+
+    /// Stops accepting jobs, hands the jobs that have not started back to the broker
+    /// (`PUT /job/submit/{job_id}` with their JobInfo and an empty `wait_for`, so that it
+    /// dispatches them again), lets running jobs finish and deliver their results for up to
+    /// `grace`, then stops the runner. Returns true when every job settled in time.
+    @discardableResult
+    public func shutdown(grace: Duration) async -> Bool {
+        let waiting: [UUID] = state.withLock { s in
+            s.accepting = false
+            let queued = s.queue
+            s.queue.removeAll()
+            s.metricsQueue(metrics)
+            return queued
+        }
+        logger.info("shutting down", metadata: ["handing back": "\(waiting.count)"])
+        await withTaskGroup(of: Void.self) { group in
+            for jobID in waiting { group.addTask { await self.handBack(jobID) } }
+        }
+        let idle = await waitUntilIdle(timeout: grace)
+        if !idle {
+            let left = state.withLock { s in s.jobs.values.filter { !$0.state.isSettled }.map { UCPPaths.id($0.id) } }
+            logger.error("shutdown grace of \(grace) over; jobs not settled", metadata: ["jobs": "\(left)"])
+        }
+        runner.shutdown()
+        return idle
+    }
+
+    /// True when no job is being fetched, run or delivered.
+    public var isIdle: Bool { state.withLock { s in s.jobs.values.allSatisfy { $0.state.isSettled } } }
+
+    private func waitUntilIdle(timeout: Duration) async -> Bool {
+        if isIdle { return true }
+        let stream = settled.stream
+        let idle = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await _ in stream where self.isIdle { return true }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        return idle || isIdle
+    }
+
+    // MARK: - A job's life
+
+    private func fetchAndQueue(_ jobID: UUID, spec: JobSpec, downloads: JobDownloads, folder: JobFolder) async {
+        var downloads = downloads
+        do {
+            for glob in downloads.globs {
+                let names = try await brokerCall("listing \(glob.prefix)* for job \(UCPPaths.id(jobID))") {
+                    try await self.http.decode([String].self, .GET, self.broker, UCPPaths.listData(glob.prefix))
+                }
+                for problem in downloads.expand(glob, names: names) {
+                    logger.warning("skipped data", metadata: ["job": "\(UCPPaths.id(jobID))", "problem": "\(problem)"])
+                }
+            }
+            for item in downloads.items {
+                if isDiscarded(jobID) { break }
+                let root = item.folder == .code ? folder.code : folder.data
+                let target = try root.createParents(of: item.path)
+                let path = UCPPaths.data(item.name.rawValue, jobID: item.jobID)
+                try await brokerCall("downloading \(item.name) for job \(UCPPaths.id(jobID))") {
+                    try await self.http.download(self.broker, path, to: target)
+                }
+            }
+        } catch {
+            if isDiscarded(jobID) { return finishDiscarded(jobID) }
+            state.withLock { $0.event(jobID, "fetch_failed", clock.event(), detail: "\(error)") }
+            let zip = try? ErrorResult.write(in: folder, reason: "Could not fetch the job's data: \(error)")
+            state.withLock { $0.jobs[jobID]?.outcome = "failed: could not fetch the job's data" }
+            await deliver(jobID, zip: zip, named: [])
+            return
+        }
+        enum Next { case queued, discard, handBack }
+        let next: Next = state.withLock { s in
+            guard let record = s.jobs[jobID], !record.discard else { return .discard }
+            s.event(jobID, "fetched", clock.event())
+            guard s.accepting else { return .handBack }
+            s.jobs[jobID]?.spec = spec
+            s.move(jobID, to: .queued, metrics)
+            s.enqueue(jobID)
+            s.metricsQueue(metrics)
+            s.event(jobID, "queued", clock.event())
+            return .queued
+        }
+        switch next {
+        case .discard: finishDiscarded(jobID)
+        case .handBack: await handBack(jobID)
+        case .queued: pump()
+        }
+    }
+
+    /// Starts queued jobs while workers are free.
+    private func pump() {
+        let starts: [(UUID, JobSpec, JobFolder)] = state.withLock { s in
+            var starts: [(UUID, JobSpec, JobFolder)] = []
+            while s.running < configuration.workers, !s.queue.isEmpty {
+                let jobID = s.queue.removeFirst()
+                guard let record = s.jobs[jobID], let spec = record.spec, let folder = record.folder else { continue }
+                s.running += 1
+                s.move(jobID, to: .running, metrics)
+                s.event(jobID, "started", clock.event())
+                starts.append((jobID, spec, folder))
+            }
+            s.metricsQueue(metrics)
+            return starts
+        }
+        for (jobID, spec, folder) in starts {
+            Task { await self.run(jobID, spec: spec, folder: folder) }
+        }
+    }
+
+    private func run(_ jobID: UUID, spec: JobSpec, folder: JobFolder) async {
+        var zip: String?
+        var named: [NamedResult] = []
+        let outcome: String
+        do {
+            let report = try await runner.run(spec)
+            zip = report.resultZip
+            named = report.namedResults
+            outcome = report.outcome.description
+            if !report.skipped.isEmpty {
+                logger.warning(
+                    "results left out", metadata: ["job": "\(UCPPaths.id(jobID))", "skipped": "\(report.skipped)"])
+            }
+        } catch {
+            outcome = "failed: \(error)"
+            zip = try? ErrorResult.write(in: folder, reason: "The executor could not run the job: \(error)")
+        }
+        let discard: Bool = state.withLock { s in
+            s.running -= 1
+            s.jobs[jobID]?.outcome = outcome
+            s.event(jobID, "finished", clock.event(), detail: outcome)
+            return s.jobs[jobID]?.discard ?? true
+        }
+        logger.info("job finished", metadata: ["job": "\(UCPPaths.id(jobID))", "outcome": "\(outcome)"])
+        pump()
+        if discard { return finishDiscarded(jobID) }
+        await deliver(jobID, zip: zip, named: named)
+    }
+
+    private func deliver(_ jobID: UUID, zip: String?, named: [NamedResult]) async {
+        guard
+            let info: JobInfo = state.withLock({ s in
+                s.move(jobID, to: .delivering, metrics)
+                return s.jobs[jobID]?.info
+            })
+        else { return }
+        let job = UCPPaths.id(jobID)
+        for result in named {
+            do {
+                try await brokerCall("storing named result \(result.name) of job \(job)") {
+                    try await self.http.upload(.PUT, self.broker, UCPPaths.data(result.name.rawValue), filePath: result.hostPath)
+                }
+                stamp(jobID, "named_result", detail: result.name.rawValue)
+            } catch {
+                stamp(jobID, "named_result_failed", detail: "\(result.name): \(error)")
+            }
+        }
+        var delivered = false
+        if let zip {
+            if !info.resultAddr.isUnset {
+                do {
+                    try await brokerCall("sending the result of job \(job)") {
+                        try await self.http.upload(.PUT, self.broker, UCPPaths.result(jobID), filePath: zip, filename: job + ".zip")
+                    }
+                    delivered = true
+                    stamp(jobID, "result_sent", detail: "\(info.resultAddr)")
+                } catch {
+                    stamp(jobID, "result_send_failed", detail: "\(error)")
+                }
+            }
+            if !delivered {
+                do {
+                    try await brokerCall("storing the result of job \(job)") {
+                        try await self.http.upload(
+                            .PUT, self.broker, UCPPaths.data(UCPPaths.jobDataName(jobID, "result")), filePath: zip,
+                            filename: job + ".zip")
+                    }
+                    delivered = true
+                    stamp(jobID, "result_stored", detail: UCPPaths.jobDataName(jobID, "result"))
+                } catch {
+                    stamp(jobID, "result_store_failed", detail: "\(error)")
+                }
+            }
+        }
+        guard delivered else {
+            logger.error(
+                "the result of a job could not be delivered; it is kept on disk",
+                metadata: ["job": "\(job)", "zip": "\(zip ?? "none")"])
+            return settle(jobID, .undelivered)
+        }
+        do {
+            try await brokerCall("reporting job \(job) done") {
+                try await self.http.call(.PUT, self.broker, UCPPaths.jobDone(jobID))
+            }
+            stamp(jobID, "done")
+        } catch {
+            stamp(jobID, "done_failed", detail: "\(error)")
+            logger.error("job done could not be reported", metadata: ["job": "\(job)"])
+            return settle(jobID, .undelivered)
+        }
+        let discard = state.withLock { $0.jobs[jobID]?.discard ?? false }
+        if info.delete || discard {
+            removeFolder(jobID)
+        }
+        if info.delete, configuration.deleteJobDataOnBroker {
+            let short = RetryPolicy(window: min(configuration.retryWindow, .seconds(10)), maxDelay: configuration.maxRetryDelay)
+            do {
+                try await short.run("deleting the data of job \(job)", logger: logger, retryIf: Self.isRetryable) {
+                    try await self.http.call(.DELETE, self.broker, UCPPaths.job(jobID))
+                }
+            } catch {
+                metrics.brokerCallFailures.increment()
+            }
+        }
+        settle(jobID, .done)
+    }
+
+    private func handBack(_ jobID: UUID) async {
+        guard let info = state.withLock({ $0.jobs[jobID]?.info }) else { return }
+        let job = UCPPaths.id(jobID)
+        let policy = RetryPolicy(window: min(configuration.retryWindow, configuration.shutdownGrace), maxDelay: configuration.maxRetryDelay)
+        do {
+            try await policy.run("handing job \(job) back", logger: logger, retryIf: Self.isRetryable) {
+                try await self.http.call(.PUT, self.broker, UCPPaths.jobSubmit(jobID), json: JobSubmitBody(jobInfo: info, waitFor: []))
+            }
+            stamp(jobID, "handed_back")
+            logger.info("handed job back to the broker", metadata: ["job": "\(job)"])
+        } catch {
+            metrics.brokerCallFailures.increment()
+            stamp(jobID, "hand_back_failed", detail: "\(error)")
+            logger.error("a job could not be handed back and is lost to this executor", metadata: ["job": "\(job)"])
+        }
+        removeFolder(jobID)
+        settle(jobID, .handedBack)
+    }
+
+    private func finishDiscarded(_ jobID: UUID) {
+        stamp(jobID, "discarded")
+        removeFolder(jobID)
+        settle(jobID, .discarded)
+    }
+
+    // MARK: - Helpers
+
+    private func isDiscarded(_ jobID: UUID) -> Bool {
+        state.withLock { $0.jobs[jobID]?.discard ?? true }
+    }
+
+    private func stamp(_ jobID: UUID, _ event: String, detail: String? = nil) {
+        state.withLock { $0.event(jobID, event, clock.event(), detail: detail) }
+        metrics.clockWidth.record(clock.width)
+    }
+
+    private func removeFolder(_ jobID: UUID) {
+        let folder: JobFolder? = state.withLock { s in
+            s.jobs[jobID]?.removed = true
+            return s.jobs[jobID]?.folder
+        }
+        if let folder { try? folder.remove() }
+    }
+
+    private func settle(_ jobID: UUID, _ to: ExecutorJobState) {
+        state.withLock { s in
+            let removed = s.jobs[jobID]?.removed ?? true
+            s.settle(jobID, to, removed: removed, metrics: metrics)
+        }
+        settled.continuation.yield()
+    }
+
+    /// Whether a failed call is worth another attempt: no answer, a server error, or a 404,
+    /// 408 or 429 (data or a job the broker may not know yet, or a busy broker).
+    static func isRetryable(_ error: any Error) -> Bool {
+        guard let call = error as? NodeCallError, let status = call.status else { return true }
+        return status >= 500 || status == 404 || status == 408 || status == 429
+    }
+
+    /// Runs a broker call under the configured retry policy, counting failed attempts.
+    @discardableResult
+    func brokerCall<T: Sendable>(_ what: String, _ operation: @Sendable () async throws -> T) async throws -> T {
+        let policy = RetryPolicy(window: configuration.retryWindow, maxDelay: configuration.maxRetryDelay)
+        return try await policy.run(what, logger: logger, retryIf: Self.isRetryable) {
+            do {
+                return try await operation()
+            } catch {
+                metrics.brokerCallFailures.increment()
+                throw error
+            }
+        }
+    }
+}
+
+/// One job as the executor keeps it.
+private struct Record {
+    let id: UUID
+    let info: JobInfo
+    let arrival: UInt64
+    var state: ExecutorJobState
+    var events: [JobEvent] = []
+    var outcome: String?
+    var folder: JobFolder?
+    var spec: JobSpec?
+    var discard = false
+    var removed = false
+}
+
+/// Everything the executor's lock guards.
+private struct State {
+    var jobs: [UUID: Record] = [:]
+    /// Ready jobs: most urgent level first, then by arrival.
+    var queue: [UUID] = []
+    var running = 0
+    var accepting = true
+    var arrivals: UInt64 = 0
+    var counts: [ExecutorJobState: Int] = [:]
+    /// Settled jobs whose folder is gone, oldest first: their events are kept up to a limit.
+    var history: [UUID] = []
+
+    mutating func event(_ jobID: UUID, _ name: String, _ stamp: ClockStamp, detail: String? = nil) {
+        jobs[jobID]?.events.append(JobEvent(event: name, stamp: stamp, detail: detail))
+    }
+
+    mutating func count(_ state: ExecutorJobState, _ delta: Int, _ metrics: ExecutorMetrics) {
+        counts[state, default: 0] += delta
+        metrics.jobs[state]?.record(counts[state] ?? 0)
+    }
+
+    mutating func move(_ jobID: UUID, to new: ExecutorJobState, _ metrics: ExecutorMetrics) {
+        guard let old = jobs[jobID]?.state, old != new else { return }
+        jobs[jobID]?.state = new
+        count(old, -1, metrics)
+        count(new, +1, metrics)
+    }
+
+    mutating func settle(_ jobID: UUID, _ to: ExecutorJobState, removed: Bool, metrics: ExecutorMetrics) {
+        move(jobID, to: to, metrics)
+        guard removed, let record = jobs[jobID] else { return }
+        let wasRemoved = history.contains(jobID)
+        jobs[jobID]?.removed = true
+        if !wasRemoved, record.state.isSettled {
+            history.append(jobID)
+            if history.count > Executor.historyLimit {
+                let evicted = history.removeFirst()
+                if let old = jobs.removeValue(forKey: evicted) { count(old.state, -1, metrics) }
+            }
+        }
+    }
+
+    /// Drops every trace of `jobID` (a failed set-up, or an old settled record replaced).
+    mutating func forget(_ jobID: UUID, metrics: ExecutorMetrics) {
+        if let old = jobs.removeValue(forKey: jobID) { count(old.state, -1, metrics) }
+        history.removeAll { $0 == jobID }
+        queue.removeAll { $0 == jobID }
+    }
+
+    mutating func enqueue(_ jobID: UUID) {
+        guard let level = jobs[jobID]?.info.emergency else { return }
+        // After every job of the same or a higher level: arrival order within a level.
+        let index = queue.firstIndex { (jobs[$0]?.info.emergency ?? .low) < level } ?? queue.endIndex
+        queue.insert(jobID, at: index)
+    }
+
+    func metricsQueue(_ metrics: ExecutorMetrics) {
+        metrics.queueDepth.record(queue.count)
+    }
+}
