@@ -51,10 +51,10 @@ struct BrokerAPITests {
                 #expect(status == .ok, "\(body)")
                 (status, body) = try await send(
                     .PUT, base + "/executors/heartbeat/\(executor.idText)", json: #"{"memory": "lots"}"#)
-                #expect(status == .unprocessableContent)
+                #expect(status == .unprocessableEntity)
                 #expect(body.contains("memory"), "\(body)")
                 (status, body) = try await send(.PUT, base + "/executors/heartbeat/\(executor.idText)", json: "{nope")
-                #expect(status == .unprocessableContent)
+                #expect(status == .unprocessableEntity)
                 (status, body) = try await send(.PUT, base + "/executors/heartbeat/not-a-uuid", json: "{}")
                 #expect(status == .badRequest)
                 (_, body) = try await send(.GET, base + "/metrics")

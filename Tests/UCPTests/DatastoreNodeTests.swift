@@ -78,11 +78,13 @@ struct DatastoreNodeTests {
             try await withBroker { broker, address in
                 let base = "http://\(address)"
                 let (upload, contentType) = multipart(Array("hello".utf8))
-                var (status, body, _) = try await call(.PUT, base + "/data/a.txt", body: upload, contentType: contentType)
-                #expect(status == .serviceUnavailable)
-                #expect(String(buffer: body).contains("No capable datastore"))
+                let (refused, reason, _) = try await call(.PUT, base + "/data/a.txt", body: upload, contentType: contentType)
+                #expect(refused == .serviceUnavailable)
+                #expect(String(buffer: reason).contains("No capable datastore"))
 
                 try await withDatastoreNode(broker: address, rootdir: folder + "/ds") { _ in
+                    var status: HTTPResponseStatus
+                    var body: ByteBuffer
                     try await eventually("the datastore registers") { try broker.store.datastores().count == 1 }
                     for name in ["set/one.txt", "set/two.txt", "other.txt"] {
                         let (part, type) = multipart(Array("content of \(name)".utf8))
@@ -119,7 +121,7 @@ struct DatastoreNodeTests {
                     }
                     let (big, bigType) = multipart(Array(repeating: 7, count: 5000))
                     let (status, _, _) = try await call(.PUT, base + "/data/big.bin", body: big, contentType: bigType)
-                    #expect(status == .contentTooLarge)
+                    #expect(status == .payloadTooLarge)
                     let (listed, body, _) = try await call(.GET, base + "/list/data/*")
                     #expect(listed == .ok)
                     #expect(String(buffer: body) == "[]")
@@ -134,21 +136,24 @@ struct DatastoreNodeTests {
     func results() async throws {
         let executor = FakeExecutor()
         let received = Locked<[String]>([])
-        let client = Router()
-        client.put("result/:job_id") { request, context in
-            let id = UUID(uuidString: try context.parameters.require("job_id"))!
-            let text = String(buffer: try await request.body.collect(upTo: 1 << 20))
-            received.update { $0.append("\(id.uuidString.lowercased()) \(text)") }
-            return "null"
+        @Sendable func clientRouter() -> Router<BasicRequestContext> {
+            let client = Router()
+            client.put("result/:job_id") { request, context in
+                let id = UUID(uuidString: try context.parameters.require("job_id"))!
+                let text = String(buffer: try await request.body.collect(upTo: 1 << 20))
+                received.update { $0.append("\(id.uuidString.lowercased()) \(text)") }
+                return "null"
+            }
+            return client
         }
         try await withTemporaryFolder { folder in
             try await withBroker { broker, address in
                 let base = "http://\(address)"
                 let (zip, type) = multipart(Array("PK-result".utf8))
-                var (status, body, _) = try await call(.PUT, base + "/result/\(UUID())", body: zip, contentType: type)
-                #expect(status == .notFound)
+                let (unknown, _, _) = try await call(.PUT, base + "/result/\(UUID())", body: zip, contentType: type)
+                #expect(unknown == .notFound)
                 try await withServer(executor.router()) { executorPort in
-                    try await withServer(client) { clientPort in
+                    try await withServer(clientRouter()) { clientPort in
                         try await withDatastoreNode(broker: address, rootdir: folder + "/ds") { _ in
                             try await eventually("the datastore registers") { try broker.store.datastores().count == 1 }
                             _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: executorPort))
@@ -161,7 +166,7 @@ struct DatastoreNodeTests {
                             (s, b) = try await send(.PUT, base + "/job/submit/\(stored)", json: submission())
                             #expect(s == .ok, "\(b)")
 
-                            (status, body, _) = try await call(.PUT, base + "/result/\(forwarded)", body: zip, contentType: type)
+                            var (status, body, _) = try await call(.PUT, base + "/result/\(forwarded)", body: zip, contentType: type)
                             #expect(status == .ok, "\(String(buffer: body))")
                             let got = received.value
                             #expect(got.count == 1)
@@ -182,7 +187,7 @@ struct DatastoreNodeTests {
                 // The client is gone now: the failure reaches the executor as an error.
                 let gone = UUID()
                 _ = try await send(.PUT, base + "/job/submit/\(gone)", json: submission(resultAddr: #"{"host":"127.0.0.1","port":1}"#, waitFor: []))
-                (status, body, _) = try await call(.PUT, base + "/result/\(gone)", body: zip, contentType: type)
+                let (status, body, _) = try await call(.PUT, base + "/result/\(gone)", body: zip, contentType: type)
                 #expect(status == .badGateway, "\(String(buffer: body))")
             }
         }

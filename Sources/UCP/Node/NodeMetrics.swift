@@ -30,13 +30,13 @@ public final class NodeMetrics: Sendable {
     }
 
     /// A counter named `label` with `dimensions`.
-    public func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
-        Counter(label: label, dimensions: dimensions, factory: factory)
+    public func counter(_ label: String, _ dimensions: [(String, String)] = []) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
     }
 
     /// A gauge named `label` with `dimensions`.
-    public func gauge(_ label: String, _ dimensions: [(String, String)] = []) -> Gauge {
-        Gauge(label: label, dimensions: dimensions, factory: factory)
+    public func gauge(_ label: String, _ dimensions: [(String, String)] = []) -> CoreMetrics.Gauge {
+        CoreMetrics.Gauge(label: label, dimensions: dimensions, factory: factory)
     }
 
     /// A timer (a duration histogram) named `label` with `dimensions`.
@@ -52,20 +52,20 @@ public final class NodeMetrics: Sendable {
 
 /// The request counters, made once per status class so that answering costs no allocation.
 struct RequestCounters: Sendable {
-    private let answered: [String: Counter]
-    private let errors: Counter
+    private let answered: [String: CoreMetrics.Counter]
+    private let errors: CoreMetrics.Counter
 
     init(factory: PrometheusMetricsFactory) {
-        var answered: [String: Counter] = [:]
+        var answered: [String: CoreMetrics.Counter] = [:]
         for method in ["GET", "PUT", "POST", "DELETE", "other"] {
             for status in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
-                answered["\(method) \(status)"] = Counter(
+                answered["\(method) \(status)"] = CoreMetrics.Counter(
                     label: "ucp_http_requests_total", dimensions: [("method", method), ("status", status)],
                     factory: factory)
             }
         }
         self.answered = answered
-        errors = Counter(label: "ucp_http_request_errors_total", factory: factory)
+        errors = CoreMetrics.Counter(label: "ucp_http_request_errors_total", factory: factory)
     }
 
     /// Counts one answer with `status` to a request with `method`.
