@@ -231,8 +231,12 @@ struct BrokerAPITests {
                     #expect(try await send(.GET, base + "/job/\(done)").1.contains(#""state":"assigned""#))
                     #expect(try await send(.GET, base + "/job/\(waiting)").1.contains(#""state":"waiting""#))
                     let view = try JSONDecoder().decode(ClockView.self, from: Data(try await send(.GET, base + "/clock").1.utf8))
-                    #expect(Int(view.stamp.clock[view.node] ?? 0) > firstClock.value, "the clock counts on from where it stopped")
+                    #expect(Int(view.stamp.clock[view.node] ?? 0) >= firstClock.value, "the clock starts where it stopped")
                     _ = try await send(.PUT, base + "/job/done/\(done)")
+                    let job = try JSONDecoder().decode(JobView.self, from: Data(try await send(.GET, base + "/job/\(done)").1.utf8))
+                    let stamp = try #require(job.done)
+                    #expect(Int(stamp.clock[view.node] ?? 0) > firstClock.value, "events after a restart count on")
+                    #expect(job.submitted.compare(stamp) == .before)
                     try await eventually("the released job is dispatched") { executor.submitted.map(\.id) == [done, waiting] }
                 }
             }
