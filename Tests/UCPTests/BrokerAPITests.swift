@@ -16,7 +16,8 @@ struct BrokerAPITests {
         try await withBroker { _, broker in
             try await withServer(executor.router()) { port in
                 let base = "http://\(broker)"
-                var (status, body) = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
+                var (status, body) = try await send(
+                    .PUT, base + "/executors/register", json: executor.registration(port: port))
                 #expect(status == .ok, "\(body)")
                 #expect(body == "null")
                 (status, body) = try await send(.GET, base + "/executors/count")
@@ -47,7 +48,9 @@ struct BrokerAPITests {
                 _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
                 (status, body) = try await send(
                     .PUT, base + "/executors/heartbeat/\(executor.idText)",
-                    json: #"{"memory": 1, "disk": 2, "cpu_load": 5.0, "cpu_cores": 4, "cpu_freq": 1.0, "has_battery": false, "power": 100.0}"#)
+                    json:
+                        #"{"memory": 1, "disk": 2, "cpu_load": 5.0, "cpu_cores": 4, "cpu_freq": 1.0, "has_battery": false, "power": 100.0}"#
+                )
                 #expect(status == .ok, "\(body)")
                 (status, body) = try await send(
                     .PUT, base + "/executors/heartbeat/\(executor.idText)", json: #"{"memory": "lots"}"#)
@@ -138,7 +141,8 @@ struct BrokerAPITests {
         try await withBroker { _, broker in
             try await withServer(executor.router()) { port in
                 let base = "http://\(broker)"
-                var (status, body) = try await send(.PUT, base + "/job/submit/\(UUID())", json: submission(waitFor: [UUID()]))
+                var (status, body) = try await send(
+                    .PUT, base + "/job/submit/\(UUID())", json: submission(waitFor: [UUID()]))
                 #expect(status == .notFound)
                 #expect(body.contains("wait_for"))
                 _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
@@ -146,13 +150,16 @@ struct BrokerAPITests {
                 let second = UUID()
                 (status, body) = try await send(.PUT, base + "/job/submit/\(first)", json: submission(waitFor: []))
                 #expect(status == .ok, "\(body)")
-                (status, body) = try await send(.PUT, base + "/job/submit/\(second)", json: submission(waitFor: [first]))
+                (status, body) = try await send(
+                    .PUT, base + "/job/submit/\(second)", json: submission(waitFor: [first]))
                 #expect(status == .ok, "\(body)")
                 try await eventually("the first job is dispatched") { executor.submitted.map(\.id) == [first] }
                 (_, body) = try await send(.GET, base + "/job/\(second)")
                 #expect(body.contains(#""state":"waiting""#), "\(body)")
                 _ = try await send(.PUT, base + "/job/done/\(first)")
-                try await eventually("the second job is dispatched") { executor.submitted.map(\.id) == [first, second] }
+                try await eventually("the second job is dispatched") {
+                    executor.submitted.map(\.id) == [first, second]
+                }
 
                 (status, _) = try await send(.DELETE, base + "/job/\(second)")
                 #expect(status == .ok)
@@ -171,14 +178,18 @@ struct BrokerAPITests {
         try await withBroker { _, broker in
             try await withServer(executor.router()) { port in
                 let base = "http://\(broker)"
-                _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port, memory: 100))
+                _ = try await send(
+                    .PUT, base + "/executors/register", json: executor.registration(port: port, memory: 100))
                 let stuck = UUID()
-                _ = try await send(.PUT, base + "/job/submit/\(stuck)", json: submission(memory: 1_000_000, waitFor: []))
+                _ = try await send(
+                    .PUT, base + "/job/submit/\(stuck)", json: submission(memory: 1_000_000, waitFor: []))
                 let others = (0..<3).map { _ in UUID() }
                 for id in others {
                     _ = try await send(.PUT, base + "/job/submit/\(id)", json: submission(waitFor: []))
                 }
-                try await eventually("the capable jobs are dispatched") { Set(executor.submitted.map(\.id)) == Set(others) }
+                try await eventually("the capable jobs are dispatched") {
+                    Set(executor.submitted.map(\.id)) == Set(others)
+                }
                 let (_, body) = try await send(.GET, base + "/job/\(stuck)")
                 #expect(body.contains(#""state":"queued""#))
             }
@@ -188,7 +199,9 @@ struct BrokerAPITests {
     @Test("an executor that stops beating is pruned and its job requeued")
     func pruning() async throws {
         let executor = FakeExecutor()
-        try await withBroker({ $0.heartbeatInterval = .milliseconds(200); $0.pruneAfter = .milliseconds(800) }) { _, broker in
+        try await withBroker({
+            $0.heartbeatInterval = .milliseconds(200); $0.pruneAfter = .milliseconds(800)
+        }) { _, broker in
             let base = "http://\(broker)"
             let id = UUID()
             try await withServer(executor.router()) { port in
@@ -223,21 +236,27 @@ struct BrokerAPITests {
                     _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
                     _ = try await send(.PUT, base + "/job/submit/\(done)", json: submission())
                     _ = try await send(.PUT, base + "/job/submit/\(waiting)", json: submission(waitFor: [done]))
-                    let view = try JSONDecoder().decode(ClockView.self, from: Data(try await send(.GET, base + "/clock").1.utf8))
+                    let view = try JSONDecoder().decode(
+                        ClockView.self, from: Data(try await send(.GET, base + "/clock").1.utf8))
                     firstClock.value = Int(view.stamp.clock[view.node] ?? 0)
                 }
                 try await withBrokerNode(configuration) { base in
                     #expect(try await send(.GET, base + "/executors/count").1 == "1")
                     #expect(try await send(.GET, base + "/job/\(done)").1.contains(#""state":"assigned""#))
                     #expect(try await send(.GET, base + "/job/\(waiting)").1.contains(#""state":"waiting""#))
-                    let view = try JSONDecoder().decode(ClockView.self, from: Data(try await send(.GET, base + "/clock").1.utf8))
-                    #expect(Int(view.stamp.clock[view.node] ?? 0) >= firstClock.value, "the clock starts where it stopped")
+                    let view = try JSONDecoder().decode(
+                        ClockView.self, from: Data(try await send(.GET, base + "/clock").1.utf8))
+                    #expect(
+                        Int(view.stamp.clock[view.node] ?? 0) >= firstClock.value, "the clock starts where it stopped")
                     _ = try await send(.PUT, base + "/job/done/\(done)")
-                    let job = try JSONDecoder().decode(JobView.self, from: Data(try await send(.GET, base + "/job/\(done)").1.utf8))
+                    let job = try JSONDecoder().decode(
+                        JobView.self, from: Data(try await send(.GET, base + "/job/\(done)").1.utf8))
                     let stamp = try #require(job.done)
                     #expect(Int(stamp.clock[view.node] ?? 0) > firstClock.value, "events after a restart count on")
                     #expect(job.submitted.compare(stamp) == .before)
-                    try await eventually("the released job is dispatched") { executor.submitted.map(\.id) == [done, waiting] }
+                    try await eventually("the released job is dispatched") {
+                        executor.submitted.map(\.id) == [done, waiting]
+                    }
                 }
             }
         }
@@ -245,7 +264,8 @@ struct BrokerAPITests {
 }
 
 /// Runs a ``BrokerNode`` in a service group for the length of `body`, which gets its base URL.
-func withBrokerNode(_ configuration: BrokerConfiguration, _ body: @Sendable (String) async throws -> Void) async throws {
+func withBrokerNode(_ configuration: BrokerConfiguration, _ body: @Sendable (String) async throws -> Void) async throws
+{
     let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "broker-node-test")
     logger.logLevel = .warning

@@ -76,12 +76,18 @@ final class FakeExecutor: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         let name = "_executor\(idText)._urban-cp._tcp.local."
-        router.get("ping") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "\"\(name)\""))) }
+        router.get("ping") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: "\"\(name)\"")))
+        }
         router.put("submit/:job_id") { request, context in
             let id = UUID(uuidString: try context.parameters.require("job_id"))!
             let body = String(buffer: try await request.body.collect(upTo: 1 << 20))
             if self.submitStatus == .ok { self.state.withLock { $0.submitted.append((id, body)) } }
-            return Response(status: self.submitStatus, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: self.submitStatus == .ok ? "null" : #"{"detail":"busy"}"#)))
+            return Response(
+                status: self.submitStatus, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: self.submitStatus == .ok ? "null" : #"{"detail":"busy"}"#)))
         }
         router.delete("job/:job_id") { _, context in
             let id = UUID(uuidString: try context.parameters.require("job_id"))!

@@ -78,7 +78,8 @@ struct DatastoreNodeTests {
             try await withBroker { broker, address in
                 let base = "http://\(address)"
                 let (upload, contentType) = multipart(Array("hello".utf8))
-                let (refused, reason, _) = try await call(.PUT, base + "/data/a.txt", body: upload, contentType: contentType)
+                let (refused, reason, _) = try await call(
+                    .PUT, base + "/data/a.txt", body: upload, contentType: contentType)
                 #expect(refused == .serviceUnavailable)
                 #expect(String(buffer: reason).contains("No capable datastore"))
 
@@ -115,8 +116,10 @@ struct DatastoreNodeTests {
                 try await withDatastoreNode(broker: address, rootdir: folder + "/ds") { _ in
                     try await eventually("the datastore registers") { try broker.store.datastores().count == 1 }
                     let (part, type) = multipart(Array("x".utf8))
-                    for name in ["a/../../escape.txt", "%2Fetc%2Fescape.txt", "a/%2E%2E/%2E%2E/escape.txt", "/abs.txt"] {
-                        let (status, body, _) = try await call(.PUT, base + "/data/\(name)", body: part, contentType: type)
+                    for name in ["a/../../escape.txt", "%2Fetc%2Fescape.txt", "a/%2E%2E/%2E%2E/escape.txt", "/abs.txt"]
+                    {
+                        let (status, body, _) = try await call(
+                            .PUT, base + "/data/\(name)", body: part, contentType: type)
                         #expect(status == .badRequest, "\(name): \(String(buffer: body))")
                     }
                     let (big, bigType) = multipart(Array(repeating: 7, count: 5000))
@@ -127,7 +130,10 @@ struct DatastoreNodeTests {
                     #expect(String(buffer: body) == "[]")
                 }
                 let everything = FileManager.default.enumerator(atPath: folder)?.allObjects as? [String] ?? []
-                #expect(!everything.contains { $0.hasSuffix("escape.txt") || $0.hasSuffix("abs.txt") || $0.hasSuffix("big.bin") }, "\(everything)")
+                #expect(
+                    !everything.contains {
+                        $0.hasSuffix("escape.txt") || $0.hasSuffix("abs.txt") || $0.hasSuffix("big.bin")
+                    }, "\(everything)")
             }
         }
     }
@@ -156,7 +162,8 @@ struct DatastoreNodeTests {
                     try await withServer(clientRouter()) { clientPort in
                         try await withDatastoreNode(broker: address, rootdir: folder + "/ds") { _ in
                             try await eventually("the datastore registers") { try broker.store.datastores().count == 1 }
-                            _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: executorPort))
+                            _ = try await send(
+                                .PUT, base + "/executors/register", json: executor.registration(port: executorPort))
                             let forwarded = UUID()
                             let stored = UUID()
                             var (s, b) = try await send(
@@ -166,14 +173,16 @@ struct DatastoreNodeTests {
                             (s, b) = try await send(.PUT, base + "/job/submit/\(stored)", json: submission())
                             #expect(s == .ok, "\(b)")
 
-                            var (status, body, _) = try await call(.PUT, base + "/result/\(forwarded)", body: zip, contentType: type)
+                            var (status, body, _) = try await call(
+                                .PUT, base + "/result/\(forwarded)", body: zip, contentType: type)
                             #expect(status == .ok, "\(String(buffer: body))")
                             let got = received.value
                             #expect(got.count == 1)
                             #expect(got.first?.hasPrefix(forwarded.uuidString.lowercased()) == true)
                             #expect(got.first?.contains("PK-result") == true)
 
-                            (status, body, _) = try await call(.PUT, base + "/result/\(stored)", body: zip, contentType: type)
+                            (status, body, _) = try await call(
+                                .PUT, base + "/result/\(stored)", body: zip, contentType: type)
                             #expect(status == .ok, "\(String(buffer: body))")
                             let name = "\(stored.uuidString.lowercased())/result"
                             (status, body, _) = try await call(.GET, base + "/data/\(name)?job_id=\(stored)")
@@ -186,7 +195,9 @@ struct DatastoreNodeTests {
                 }
                 // The client is gone now: the failure reaches the executor as an error.
                 let gone = UUID()
-                _ = try await send(.PUT, base + "/job/submit/\(gone)", json: submission(resultAddr: #"{"host":"127.0.0.1","port":1}"#, waitFor: []))
+                _ = try await send(
+                    .PUT, base + "/job/submit/\(gone)",
+                    json: submission(resultAddr: #"{"host":"127.0.0.1","port":1}"#, waitFor: []))
                 let (status, body, _) = try await call(.PUT, base + "/result/\(gone)", body: zip, contentType: type)
                 #expect(status == .badGateway, "\(String(buffer: body))")
             }

@@ -48,7 +48,8 @@ extension Broker {
             do {
                 response = try await client.stream(request, timeout: configuration.transferTimeout)
             } catch {
-                logger.info("datastore unreachable", metadata: ["datastore": "\(datastore.address)", "error": "\(error)"])
+                logger.info(
+                    "datastore unreachable", metadata: ["datastore": "\(datastore.address)", "error": "\(error)"])
                 continue
             }
             guard response.status == .ok else {
@@ -116,7 +117,8 @@ extension Broker {
             try? store.log(JobEvent(jobID: id, kind: .resultStored, stamp: clock.event(), cause: cause))
         } else {
             if let contentLength, contentLength > configuration.maxUploadBytes {
-                throw BrokerError(.tooLarge, "the result is larger than the limit of \(configuration.maxUploadBytes) bytes")
+                throw BrokerError(
+                    .tooLarge, "the result is larger than the limit of \(configuration.maxUploadBytes) bytes")
             }
             do throws(BrokerError) {
                 try await pass(
@@ -176,7 +178,8 @@ extension Broker {
             response = try await client.stream(request, timeout: configuration.transferTimeout)
         } catch {
             if limited.wasTooLarge {
-                throw BrokerError(.tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
+                throw BrokerError(
+                    .tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
             }
             throw BrokerError(.badGateway, error.description)
         }

@@ -108,14 +108,19 @@ extension Broker {
             do {
                 try await client.call(.PUT, executor.record.address, path, json: job.info)
             } catch {
-                logger.info("executor did not take job", metadata: ["job": "\(Membership.id(of: job.id))", "error": "\(error)"])
+                logger.info(
+                    "executor did not take job", metadata: ["job": "\(Membership.id(of: job.id))", "error": "\(error)"])
                 failures.append("\(error)")
                 continue
             }
             let stamp = clock.event()
             do {
                 if try store.assign(job.id, to: executor.id, stamp: stamp) {
-                    logger.debug("job assigned", metadata: ["job": "\(Membership.id(of: job.id))", "executor": "\(Membership.id(of: executor.id))"])
+                    logger.debug(
+                        "job assigned",
+                        metadata: [
+                            "job": "\(Membership.id(of: job.id))", "executor": "\(Membership.id(of: executor.id))",
+                        ])
                     return .assigned(executor.id)
                 }
             } catch {
@@ -137,7 +142,8 @@ extension Broker {
         do {
             let outcome = try store.markDone(id, stamp: { clock.event() }, cause: cause)
             if !outcome.released.isEmpty {
-                logger.debug("jobs released", metadata: ["released": "\(outcome.released.map { Membership.id(of: $0) })"])
+                logger.debug(
+                    "jobs released", metadata: ["released": "\(outcome.released.map { Membership.id(of: $0) })"])
             }
         } catch {
             throw BrokerError(error)
@@ -189,7 +195,8 @@ extension Broker {
         }
         if unknown { throw BrokerError(.notFound, "No such job") }
         if !failures.isEmpty {
-            throw BrokerError(.badGateway, "job deleted, but its data could not be dropped: \(failures.joined(separator: "; "))")
+            throw BrokerError(
+                .badGateway, "job deleted, but its data could not be dropped: \(failures.joined(separator: "; "))")
         }
     }
 

@@ -63,7 +63,9 @@ extension Broker {
     /// - Throws: ``BrokerError`` 400 "Could not ping to verify" when no host answers with it.
     public func registerExecutor(_ registration: ExecutorRegistration, remoteHost: String?) async throws(BrokerError) {
         var executor = registration.executor
-        guard let host = await verify(hosts: registration.hosts, port: executor.address.port, id: executor.id, remoteHost: remoteHost)
+        guard
+            let host = await verify(
+                hosts: registration.hosts, port: executor.address.port, id: executor.id, remoteHost: remoteHost)
         else {
             logger.error("could not ping executor \(Membership.id(of: executor.id)) to verify it is online")
             throw BrokerError(.badRequest, "Could not ping to verify")
@@ -78,7 +80,9 @@ extension Broker {
         } catch {
             throw BrokerError(error)
         }
-        logger.info("executor registered", metadata: ["executor": "\(Membership.id(of: executor.id))", "address": "\(executor.address)"])
+        logger.info(
+            "executor registered",
+            metadata: ["executor": "\(Membership.id(of: executor.id))", "address": "\(executor.address)"])
         markDirty()
     }
 
@@ -111,7 +115,8 @@ extension Broker {
     /// Registers a datastore after the same ping check as an executor's.
     ///
     /// - Throws: ``BrokerError`` 400 "Could not ping to verify".
-    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws(BrokerError) {
+    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws(BrokerError)
+    {
         let datastore = registration.datastore
         guard
             let host = await verify(
@@ -128,7 +133,8 @@ extension Broker {
         } catch {
             throw BrokerError(error)
         }
-        logger.info("datastore registered", metadata: ["datastore": "\(Membership.id(of: datastore.id))", "host": "\(host)"])
+        logger.info(
+            "datastore registered", metadata: ["datastore": "\(Membership.id(of: datastore.id))", "host": "\(host)"])
         markDirty()
     }
 

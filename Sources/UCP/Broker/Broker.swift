@@ -68,7 +68,9 @@ public final class Broker: Sendable {
 
         init(_ metrics: NodeMetrics) {
             jobs = Dictionary(
-                uniqueKeysWithValues: JobState.allCases.map { ($0, metrics.gauge("ucp_jobs", [("state", $0.rawValue)])) })
+                uniqueKeysWithValues: JobState.allCases.map {
+                    ($0, metrics.gauge("ucp_jobs", [("state", $0.rawValue)]))
+                })
             executors = metrics.gauge("ucp_executors")
             datastores = metrics.gauge("ucp_datastores")
             queueDepth = metrics.gauge("ucp_queue_depth")
@@ -199,7 +201,8 @@ public final class Broker: Sendable {
             let gone = try store.datastores().filter { !isAlive(lastHeard: $0.lastSeen, at: moment) }.map(\.id)
             if !gone.isEmpty {
                 try store.pruneDatastores(gone)
-                logger.info("pruned silent datastores", metadata: ["datastores": "\(gone.map { Membership.id(of: $0) })"])
+                logger.info(
+                    "pruned silent datastores", metadata: ["datastores": "\(gone.map { Membership.id(of: $0) })"])
                 markDirty()
             }
         } catch {

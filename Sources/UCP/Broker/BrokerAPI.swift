@@ -126,7 +126,8 @@ public struct BrokerAPI: Sendable {
             return Self.streamed(response, name: name)
         }
         router.get("list/data") { _, _ in
-            try JSONResponse.ok(try await Self.run { () async throws(BrokerError) in try await broker.listData(prefix: "") })
+            try JSONResponse.ok(
+                try await Self.run { () async throws(BrokerError) in try await broker.listData(prefix: "") })
         }
         router.get("list/data/**") { request, _ in
             let prefix = try DatastoreAPI.percentDecoded(String(request.uri.path.dropFirst("/list/data/".count)))

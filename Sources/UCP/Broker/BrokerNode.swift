@@ -42,7 +42,9 @@ public struct BrokerNode: Service {
         }
         logger.info(
             "broker starting",
-            metadata: ["id": "\(broker.nodeID)", "rootdir": "\(configuration.rootdir)", "port": "\(configuration.port)"])
+            metadata: [
+                "id": "\(broker.nodeID)", "rootdir": "\(configuration.rootdir)", "port": "\(configuration.port)",
+            ])
         let app = BrokerAPI(broker: broker).application(
             host: configuration.host, port: configuration.port, logger: logger, onServerRunning: onListening)
         let outcome: Result<Void, any Error> = await withTaskGroup(of: Void.self) { group in

@@ -384,7 +384,8 @@ public final class BrokerStore: Sendable {
     public func assign(_ id: UUID, to executor: UUID, stamp: ClockStamp) throws(BrokerStoreError) -> Bool {
         try write { db in
             try db.execute(
-                sql: "UPDATE jobs SET state = 'assigned', executor_id = ?, assigned = ? WHERE id = ? AND state = 'queued'",
+                sql:
+                    "UPDATE jobs SET state = 'assigned', executor_id = ?, assigned = ? WHERE id = ? AND state = 'queued'",
                 arguments: [Membership.id(of: executor), try Self.json(stamp), Membership.id(of: id)])
             guard db.changesCount > 0 else { return false }
             try Self.log(db, JobEvent(jobID: id, kind: .assigned, stamp: stamp))
@@ -608,7 +609,8 @@ public enum BrokerStoreError: Error, Hashable, CustomStringConvertible {
             "the data folder belongs to broker \(Membership.id(of: stored)), not \(Membership.id(of: proposed))"
         case .duplicateJob(let id): "job \(Membership.id(of: id)) was already submitted"
         case .unknownJob(let id): "no job \(Membership.id(of: id))"
-        case .unknownJobs(let ids): "wait_for names unknown jobs: \(ids.map { Membership.id(of: $0) }.joined(separator: ", "))"
+        case .unknownJobs(let ids):
+            "wait_for names unknown jobs: \(ids.map { Membership.id(of: $0) }.joined(separator: ", "))"
         }
     }
 }

@@ -165,7 +165,9 @@ public struct DatastoreNode: Service {
         if let text = try? String(contentsOfFile: path, encoding: .utf8),
             let stored = UUID(uuidString: text.trimmingCharacters(in: .whitespacesAndNewlines))
         {
-            if let proposed, proposed != stored { throw .identityMismatch(path: path, stored: stored, proposed: proposed) }
+            if let proposed, proposed != stored {
+                throw .identityMismatch(path: path, stored: stored, proposed: proposed)
+            }
             return stored
         }
         let id = proposed ?? UUID()
