@@ -1,0 +1,209 @@
+import AsyncHTTPClient
+import Causal
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+extension Broker {
+    /// Stores an upload (a multipart body with a `data` field, passed through unread) as `name`
+    /// on a live datastore with more free bytes than the upload, chosen at random, and records
+    /// where it went. Memory stays bounded: the body streams from the caller to the datastore.
+    ///
+    /// - Throws: ``BrokerError`` 400 for a body that is not multipart, 413 past
+    ///   ``BrokerConfiguration/maxUploadBytes``, 503 when no datastore has room, the
+    ///   datastore's 400/409/413 as they are, 502 for any other datastore failure.
+    public func storeData<Body: AsyncSequence & Sendable>(
+        _ name: DataName, body: Body, contentType: String?, contentLength: Int64?
+    ) async throws(BrokerError) where Body.Element == ByteBuffer {
+        let contentType = try Self.multipartType(contentType)
+        if let contentLength, contentLength > configuration.maxUploadBytes {
+            throw BrokerError(.tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
+        }
+        let datastore = try await datastoreWithRoom(for: contentLength ?? 0)
+        try await pass(
+            body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType,
+            contentLength: contentLength)
+        do {
+            try store.setLocation(name.rawValue, datastore: datastore.id)
+        } catch {
+            throw BrokerError(error)
+        }
+    }
+
+    /// The answer of the datastore that holds `name`, its body still streaming: the recorded
+    /// location first, then every other live datastore (whose answer updates the location).
+    ///
+    /// - Throws: ``BrokerError`` 404 "Data location not known" when no datastore has it.
+    public func fetchData(_ name: DataName, jobID: UUID? = nil) async throws(BrokerError) -> HTTPClientResponse {
+        let recorded = try? store.location(name.rawValue)
+        var datastores = (try? liveDatastores(at: now())) ?? []
+        if let recorded, let index = datastores.firstIndex(where: { $0.id == recorded }) {
+            datastores.insert(datastores.remove(at: index), at: 0)
+        }
+        let path = "/data/" + Self.pathEncoded(name.rawValue)
+        for datastore in datastores {
+            var request = HTTPClientRequest(url: NodeHTTPClient.url(datastore.address, path))
+            request.method = .GET
+            let response: HTTPClientResponse
+            do {
+                response = try await client.stream(request, timeout: configuration.transferTimeout)
+            } catch {
+                logger.info(
+                    "datastore unreachable", metadata: ["datastore": "\(datastore.address)", "error": "\(error)"])
+                continue
+            }
+            guard response.status == .ok else {
+                _ = try? await response.body.collect(upTo: 1 << 16)
+                if datastore.id == recorded { try? store.removeLocation(name.rawValue) }
+                continue
+            }
+            if datastore.id != recorded { try? store.setLocation(name.rawValue, datastore: datastore.id) }
+            return response
+        }
+        logger.error("could not find the location of \(name.rawValue)")
+        throw BrokerError(.notFound, "Data location not known")
+    }
+
+    /// Every name on every live datastore that starts with `prefix` (one trailing `*` is a glob
+    /// and is dropped), sorted, without duplicates.
+    ///
+    /// - Throws: ``BrokerError`` 502 when a datastore fails to answer.
+    public func listData(prefix: String) async throws(BrokerError) -> [String] {
+        let prefix = prefix.hasSuffix("*") ? String(prefix.dropLast()) : prefix
+        var names = Set<String>()
+        for datastore in (try? liveDatastores(at: now())) ?? [] {
+            do {
+                if prefix.isEmpty {
+                    names.formUnion(try await client.decode([String].self, .GET, datastore.address, "/list"))
+                    continue
+                }
+                var page = 1
+                while true {
+                    let found = try await client.decode(
+                        DataPage.self, .GET, datastore.address,
+                        "/list/\(Self.pathEncoded(prefix))?page=\(page)&size=100")
+                    names.formUnion(found.items)
+                    if found.items.isEmpty || page >= found.pages { break }
+                    page += 1
+                }
+            } catch {
+                throw BrokerError(.badGateway, "cannot list the data of datastore \(datastore.address): \(error)")
+            }
+        }
+        return names.sorted()
+    }
+
+    /// Delivers the result of job `id` (a multipart body with a `data` field, passed through):
+    /// to the client at the job's `result_addr` (`PUT /result/{job_id}`), or, when its host is
+    /// empty, to a datastore as `<job_id>/result`. The event is stamped and logged.
+    ///
+    /// - Throws: ``BrokerError`` 404 for a job never submitted (a result is never dropped with
+    ///   a 200); 502 when the client or datastore failed (the caller keeps the result and may
+    ///   store it itself, as UCP's executor does); 503 when no datastore has room.
+    public func deliverResult<Body: AsyncSequence & Sendable>(
+        of id: UUID, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
+    ) async throws(BrokerError) where Body.Element == ByteBuffer {
+        let job = try self.job(id)
+        let contentType = try Self.multipartType(contentType)
+        let key = Membership.id(of: id)
+        if job.info.resultAddr.isUnset {
+            let name: DataName
+            do {
+                name = try DataName(key + "/result")
+            } catch {
+                throw BrokerError(.internalError, "\(error)")
+            }
+            try await storeData(name, body: body, contentType: contentType, contentLength: contentLength)
+            try? store.log(JobEvent(jobID: id, kind: .resultStored, stamp: clock.event(), cause: cause))
+        } else {
+            if let contentLength, contentLength > configuration.maxUploadBytes {
+                throw BrokerError(
+                    .tooLarge, "the result is larger than the limit of \(configuration.maxUploadBytes) bytes")
+            }
+            do throws(BrokerError) {
+                try await pass(
+                    body, to: job.info.resultAddr, path: "/result/\(key)", contentType: contentType,
+                    contentLength: contentLength)
+            } catch {
+                logger.error("could not deliver the result of job \(key) to \(job.info.resultAddr): \(error.detail)")
+                throw error.kind == .tooLarge
+                    ? error
+                    : BrokerError(
+                        .badGateway, "could not deliver the result to \(job.info.resultAddr): \(error.detail)")
+            }
+            try? store.log(JobEvent(jobID: id, kind: .resultForwarded, stamp: clock.event(), cause: cause))
+        }
+        markDirty()
+    }
+
+    // MARK: - Internals
+
+    /// A live datastore with more than `bytes` free, chosen at random among those that do.
+    func datastoreWithRoom(for bytes: Int64) async throws(BrokerError) -> DatastoreEntry {
+        let datastores = (try? liveDatastores(at: now())) ?? []
+        let client = self.client
+        let roomy = await withTaskGroup(of: DatastoreEntry?.self) { group in
+            for datastore in datastores {
+                group.addTask {
+                    guard let free = try? await client.decode(Int.self, .GET, datastore.address, "/free") else {
+                        return nil
+                    }
+                    return Int64(free) > bytes ? datastore : nil
+                }
+            }
+            var found: [DatastoreEntry] = []
+            for await datastore in group { if let datastore { found.append(datastore) } }
+            return found
+        }
+        guard let chosen = roomy.randomElement() else {
+            logger.error("could not find a datastore able to hold \(bytes) bytes")
+            throw BrokerError(.unavailable, "No capable datastore")
+        }
+        return chosen
+    }
+
+    /// Streams `body` with `PUT path` to the node at `address` and checks the answer.
+    func pass<Body: AsyncSequence & Sendable>(
+        _ body: Body, to address: Address, path: String, contentType: String, contentLength: Int64?
+    ) async throws(BrokerError) where Body.Element == ByteBuffer {
+        let limited = LimitedBody(body, limit: configuration.maxUploadBytes)
+        let url = NodeHTTPClient.url(address, path)
+        var request = HTTPClientRequest(url: url)
+        request.method = .PUT
+        request.headers.add(name: "Content-Type", value: contentType)
+        let length: HTTPClientRequest.Body.Length = contentLength.map { .known($0) } ?? .unknown
+        request.body = .stream(limited, length: length)
+        let response: HTTPClientResponse
+        do {
+            response = try await client.stream(request, timeout: configuration.transferTimeout)
+        } catch {
+            if limited.wasTooLarge {
+                throw BrokerError(
+                    .tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
+            }
+            throw BrokerError(.badGateway, error.description)
+        }
+        guard response.status.code < 400 else {
+            throw BrokerError(calling: await NodeHTTPClient.failure(response, url: url))
+        }
+        _ = try? await response.body.collect(upTo: 1 << 20)
+    }
+
+    /// `contentType` when it is multipart/form-data with a boundary.
+    static func multipartType(_ contentType: String?) throws(BrokerError) -> String {
+        guard let contentType, contentType.lowercased().hasPrefix("multipart/form-data"),
+            contentType.contains("boundary=")
+        else {
+            throw BrokerError(.badRequest, "expected a multipart/form-data body with a boundary and a field named data")
+        }
+        return contentType
+    }
+
+    /// `name` with everything but unreserved characters and `/` percent-encoded, for a URL path.
+    static func pathEncoded(_ name: String) -> String {
+        name.addingPercentEncoding(withAllowedCharacters: unreserved) ?? name
+    }
+
+    private static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/")
+}

@@ -1,0 +1,216 @@
+import Causal
+import Foundation
+import NIOHTTP1
+
+/// What happened when the broker tried to hand a job to an executor.
+enum DispatchOutcome: Sendable, Hashable {
+    /// An executor accepted it.
+    case assigned(UUID)
+    /// No live executor meets its capabilities.
+    case noCapableExecutor
+    /// Every capable executor refused it or could not be reached.
+    case refused(String)
+    /// The job was done or deleted meanwhile.
+    case gone
+
+    var isAssigned: Bool {
+        if case .assigned = self { return true }
+        return false
+    }
+}
+
+/// The body of `PUT /job/submit/{job_id}`: `{"job_info": JobInfo, "wait_for": [uuid, ...]}`,
+/// `wait_for` optional (missing or null: dispatch now or answer 503).
+public struct JobSubmission: Sendable, Hashable, Codable {
+    /// The job.
+    public var jobInfo: JobInfo
+    /// Jobs that must be done first; nil to dispatch at once.
+    public var waitFor: [UUID]?
+
+    /// A submission.
+    public init(jobInfo: JobInfo, waitFor: [UUID]? = nil) {
+        self.jobInfo = jobInfo
+        self.waitFor = waitFor
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case jobInfo = "job_info"
+        case waitFor = "wait_for"
+    }
+}
+
+extension Broker {
+    /// Accepts job `id`. Without `waitFor` the job goes to a capable executor now, as UCP's
+    /// does: 503 "No capable Executor" when none can take it, 503 "Failed to submit Job" when
+    /// every capable one refused; the job is then forgotten. With `waitFor` (even empty) the job
+    /// is queued, or waits until every job listed is done, and the id is returned at once.
+    ///
+    /// A `result_addr` host of `"this"` means the caller's own address (UCP's rule).
+    ///
+    /// - Throws: ``BrokerError`` 404 when `waitFor` names unknown jobs, 409 when the id was
+    ///   submitted already, 503 as above.
+    @discardableResult
+    public func submit(_ id: UUID, _ submission: JobSubmission, cause: Dot? = nil, remoteHost: String? = nil)
+        async throws(BrokerError) -> UUID
+    {
+        var info = submission.jobInfo
+        if info.resultAddr.host == "this", let remoteHost { info.resultAddr.host = remoteHost }
+        let job = JobRecord(
+            id: id, info: info, waitFor: submission.waitFor ?? [], state: .queued, submitted: clock.event())
+        guard submission.waitFor == nil else {
+            do {
+                let state = try store.submit(job, cause: cause)
+                logger.debug("job accepted", metadata: ["job": "\(Membership.id(of: id))", "state": "\(state)"])
+            } catch {
+                throw BrokerError(error)
+            }
+            markDirty()
+            return id
+        }
+        // Claimed before it is recorded, so the background loop never sends it as well.
+        dispatch.withLock { _ = $0.inFlight.insert(id) }
+        defer { dispatch.withLock { _ = $0.inFlight.remove(id) } }
+        do {
+            try store.submit(job, cause: cause)
+        } catch {
+            throw BrokerError(error)
+        }
+        let outcome = await send(job)
+        markDirty()
+        switch outcome {
+        case .assigned, .gone:
+            return id
+        case .noCapableExecutor:
+            try? store.refuse(id, stamp: clock.event())
+            logger.error("found no executor capable to run job \(Membership.id(of: id))")
+            throw BrokerError(.unavailable, "No capable Executor")
+        case .refused(let why):
+            try? store.refuse(id, stamp: clock.event())
+            logger.error("no executor took job \(Membership.id(of: id)): \(why)")
+            throw BrokerError(.unavailable, "Failed to submit Job: \(why)")
+        }
+    }
+
+    /// Sends `job` (queued) to a live capable executor chosen at random, trying the next one
+    /// when an executor refuses or cannot be reached, and records the assignment.
+    func send(_ job: JobRecord) async -> DispatchOutcome {
+        let candidates: [ExecutorEntry]
+        do {
+            candidates = try liveExecutors(at: now()).filter { $0.record.curCaps.canRun(job.info.capabilities) }
+                .shuffled()
+        } catch {
+            return .refused("\(error)")
+        }
+        guard !candidates.isEmpty else { return .noCapableExecutor }
+        var failures: [String] = []
+        let path = "/submit/\(Membership.id(of: job.id))"
+        for executor in candidates {
+            do {
+                try await client.call(.PUT, executor.record.address, path, json: job.info)
+            } catch {
+                logger.info(
+                    "executor did not take job", metadata: ["job": "\(Membership.id(of: job.id))", "error": "\(error)"])
+                failures.append("\(error)")
+                continue
+            }
+            let stamp = clock.event()
+            do {
+                if try store.assign(job.id, to: executor.id, stamp: stamp) {
+                    logger.debug(
+                        "job assigned",
+                        metadata: [
+                            "job": "\(Membership.id(of: job.id))", "executor": "\(Membership.id(of: executor.id))",
+                        ])
+                    return .assigned(executor.id)
+                }
+            } catch {
+                logger.error("cannot record the assignment of job \(Membership.id(of: job.id)): \(error)")
+            }
+            // Done or deleted while it was being sent: the executor need not keep it.
+            if (try? store.job(job.id))?.state == .deleted {
+                try? await client.call(.DELETE, executor.record.address, "/job/\(Membership.id(of: job.id))")
+            }
+            return .gone
+        }
+        return .refused(failures.joined(separator: "; "))
+    }
+
+    /// Marks job `id` done (its executor says so) and releases the jobs waiting for it.
+    ///
+    /// - Throws: ``BrokerError`` 404 for a job never submitted.
+    public func done(_ id: UUID, cause: Dot? = nil) throws(BrokerError) {
+        do {
+            let outcome = try store.markDone(id, stamp: { clock.event() }, cause: cause)
+            if !outcome.released.isEmpty {
+                logger.debug(
+                    "jobs released", metadata: ["released": "\(outcome.released.map { Membership.id(of: $0) })"])
+            }
+        } catch {
+            throw BrokerError(error)
+        }
+        dispatch.withLock { _ = $0.retryAt.removeValue(forKey: id) }
+        markDirty()
+    }
+
+    /// Deletes job `id`: marks it deleted, asks every datastore to drop its data (except
+    /// `<job_id>/result`) and its executor to drop it (UCP's executors delete their job folder
+    /// that way, after reporting it done). The data of an unknown job is dropped
+    /// too (a UCP client deletes a job whose upload failed before it was submitted).
+    ///
+    /// - Throws: ``BrokerError`` 404 for a job never submitted, 502 when a datastore failed to
+    ///   drop the data.
+    public func delete(_ id: UUID, cause: Dot? = nil) async throws(BrokerError) {
+        var job: JobRecord?
+        var unknown = false
+        do {
+            job = try store.delete(id, stamp: clock.event(), cause: cause)
+        } catch .unknownJob {
+            unknown = true
+        } catch {
+            throw BrokerError(error)
+        }
+        markDirty()
+        let key = Membership.id(of: id)
+        var failures: [String] = []
+        let datastores = (try? liveDatastores(at: now())) ?? []
+        for datastore in datastores {
+            do {
+                try await client.call(.DELETE, datastore.address, "/job_data/\(key)")
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        try? store.removeJobDataLocations(id)
+        if let executorID = job?.executorID,
+            let executor = try? store.executors().first(where: { $0.id == executorID })
+        {
+            // A 404 means the executor no longer has it; anything else is logged, not fatal: the
+            // job is deleted at the broker either way.
+            do {
+                try await client.call(.DELETE, executor.record.address, "/job/\(key)")
+            } catch let error as NodeCallError where error.status == 404 {
+            } catch {
+                logger.info("executor did not drop deleted job", metadata: ["job": "\(key)", "error": "\(error)"])
+            }
+        }
+        if unknown { throw BrokerError(.notFound, "No such job") }
+        if !failures.isEmpty {
+            throw BrokerError(
+                .badGateway, "job deleted, but its data could not be dropped: \(failures.joined(separator: "; "))")
+        }
+    }
+
+    /// Job `id` as the broker knows it.
+    ///
+    /// - Throws: ``BrokerError`` 404 for a job never submitted.
+    public func job(_ id: UUID) throws(BrokerError) -> JobRecord {
+        do {
+            guard let job = try store.job(id) else { throw BrokerError(.notFound, "No such job") }
+            return job
+        } catch let error as BrokerError {
+            throw error
+        } catch {
+            throw BrokerError(.internalError, "\(error)")
+        }
+    }
+}

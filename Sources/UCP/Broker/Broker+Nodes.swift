@@ -1,0 +1,182 @@
+import Causal
+import Foundation
+import NIOHTTP1
+
+/// The body of `PUT /datastores/register` (a CausalUCP extension, shaped like UCP's executor
+/// registration): `{"hosts": [...], "datastore": {"address": Address, "id": uuid}}`.
+public struct DatastoreRegistration: Sendable, Hashable, Codable {
+    /// The datastore: where it listens (the host is replaced by the one that answers the ping)
+    /// and its id.
+    public struct Datastore: Sendable, Hashable, Codable {
+        /// Where it listens; only the port counts.
+        public var address: Address
+        /// Its node id.
+        public var id: UUID
+
+        /// A datastore.
+        public init(address: Address, id: UUID) {
+            self.address = address
+            self.id = id
+        }
+
+        private enum CodingKeys: String, CodingKey { case address, id }
+
+        /// Encodes the id lowercased, as Python writes it.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(address, forKey: .address)
+            try c.encode(Membership.id(of: id), forKey: .id)
+        }
+    }
+
+    /// The hosts it may be reached on, tried in order.
+    public var hosts: [String]
+    /// The datastore.
+    public var datastore: Datastore
+
+    /// A registration.
+    public init(hosts: [String], datastore: Datastore) {
+        self.hosts = hosts
+        self.datastore = datastore
+    }
+}
+
+/// The body of `PUT /executors/register`, as UCP's executor sends it:
+/// `{"hosts": [...], "executor": {"address": ..., "id": ..., "cur_caps": ..., "last_update": ...}}`.
+public struct ExecutorRegistration: Sendable, Hashable, Codable {
+    /// The hosts it may be reached on, tried in order.
+    public var hosts: [String]
+    /// The executor.
+    public var executor: ExecutorRecord
+
+    /// A registration.
+    public init(hosts: [String], executor: ExecutorRecord) {
+        self.hosts = hosts
+        self.executor = executor
+    }
+}
+
+extension Broker {
+    /// Registers an executor after pinging `GET /ping` on each of `hosts` (the caller's own
+    /// address first when listed, as UCP does) and checking that the answer names its id.
+    ///
+    /// - Throws: ``BrokerError`` 400 "Could not ping to verify" when no host answers with it.
+    public func registerExecutor(_ registration: ExecutorRegistration, remoteHost: String?) async throws(BrokerError) {
+        var executor = registration.executor
+        guard
+            let host = await verify(
+                hosts: registration.hosts, port: executor.address.port, id: executor.id, remoteHost: remoteHost)
+        else {
+            logger.error("could not ping executor \(Membership.id(of: executor.id)) to verify it is online")
+            throw BrokerError(.badRequest, "Could not ping to verify")
+        }
+        let moment = now()
+        executor.address.host = host
+        executor.lastUpdate = moment
+        do {
+            try store.registerExecutor(
+                ExecutorEntry(record: executor, hosts: registration.hosts, lastHeartbeat: moment),
+                clock: clock.now().clock)
+        } catch {
+            throw BrokerError(error)
+        }
+        logger.info(
+            "executor registered",
+            metadata: ["executor": "\(Membership.id(of: executor.id))", "address": "\(executor.address)"])
+        markDirty()
+    }
+
+    /// Records an executor's heartbeat and its current capabilities.
+    ///
+    /// - Throws: ``BrokerError`` 404 "No such executor" for an executor not registered (or
+    ///   pruned), which tells a UCP executor to register again.
+    public func heartbeatExecutor(_ id: UUID, capabilities: Capabilities) throws(BrokerError) {
+        let known: Bool
+        do {
+            known = try store.heartbeatExecutor(id, capabilities: capabilities, at: now())
+        } catch {
+            throw BrokerError(error)
+        }
+        guard known else { throw BrokerError(.notFound, "No such executor") }
+        gauges.executorHeartbeats.increment()
+        markDirty()
+    }
+
+    /// The number of live executors, after pruning silent ones (as UCP counts).
+    public func executorCount() throws(BrokerError) -> Int {
+        prune()
+        do {
+            return try liveExecutors(at: now()).count
+        } catch {
+            throw BrokerError(error)
+        }
+    }
+
+    /// Registers a datastore after the same ping check as an executor's.
+    ///
+    /// - Throws: ``BrokerError`` 400 "Could not ping to verify".
+    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws(BrokerError)
+    {
+        let datastore = registration.datastore
+        guard
+            let host = await verify(
+                hosts: registration.hosts, port: datastore.address.port, id: datastore.id, remoteHost: remoteHost)
+        else {
+            logger.error("could not ping datastore \(Membership.id(of: datastore.id)) to verify it is online")
+            throw BrokerError(.badRequest, "Could not ping to verify")
+        }
+        do {
+            try store.registerDatastore(
+                DatastoreEntry(
+                    id: datastore.id, address: Address(host: host, port: datastore.address.port),
+                    hosts: registration.hosts, lastSeen: now()))
+        } catch {
+            throw BrokerError(error)
+        }
+        logger.info(
+            "datastore registered", metadata: ["datastore": "\(Membership.id(of: datastore.id))", "host": "\(host)"])
+        markDirty()
+    }
+
+    /// Records a datastore's heartbeat.
+    ///
+    /// - Throws: ``BrokerError`` 404 "No such datastore" for one not registered (or pruned).
+    public func heartbeatDatastore(_ id: UUID) throws(BrokerError) {
+        let known: Bool
+        do {
+            known = try store.heartbeatDatastore(id, at: now())
+        } catch {
+            throw BrokerError(error)
+        }
+        guard known else { throw BrokerError(.notFound, "No such datastore") }
+        gauges.datastoreHeartbeats.increment()
+    }
+
+    /// The first of `hosts` (the remote host first when listed) whose `GET /ping` on `port`
+    /// answers an instance name carrying `id`.
+    func verify(hosts: [String], port: Int, id: UUID, remoteHost: String?) async -> String? {
+        var ordered = hosts
+        if let remoteHost, let index = ordered.firstIndex(of: remoteHost) {
+            ordered.remove(at: index)
+            ordered.insert(remoteHost, at: 0)
+        }
+        for host in ordered where !host.isEmpty {
+            do {
+                let name = try await client.decode(String.self, .GET, Address(host: host, port: port), "/ping")
+                if Self.id(fromInstanceName: name) == id { return host }
+                logger.debug("ping answered another node", metadata: ["host": "\(host)", "name": "\(name)"])
+            } catch {
+                logger.debug("ping failed", metadata: ["host": "\(host)", "error": "\(error)"])
+            }
+        }
+        return nil
+    }
+
+    /// The node id in a zeroconf instance name `_<role><uuid>._urban-cp._tcp.local.`.
+    public static func id(fromInstanceName name: String) -> UUID? {
+        guard let label = name.split(separator: ".", omittingEmptySubsequences: false).first, label.count >= 36 else {
+            return nil
+        }
+        return UUID(uuidString: String(label.suffix(36)))
+    }
+}

@@ -1,0 +1,260 @@
+import Causal
+import CoreMetrics
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+
+/// The broker's logic: executors and datastores, jobs and their dispatch, data and results.
+/// ``BrokerAPI`` puts it on HTTP; ``BrokerNode`` runs both.
+///
+/// State lives in a ``BrokerStore``; every job and result event is stamped with the broker's
+/// ``NodeClock`` (a member clock named by the broker's id) and logged. Every outgoing call goes
+/// through one ``NodeHTTPClient``, so it carries the clock.
+///
+/// Rules beyond UCP's:
+/// - A job is recorded *before* it is sent to an executor, so its result can never arrive at a
+///   broker that does not know where it goes; a result for an unknown job is 404.
+/// - A `wait_for` naming a job never submitted is refused at submission (404); a job waiting for
+///   a job deleted before it was done waits until deleted itself. Waiting never blocks others.
+/// - Queued jobs are dispatched independently by a background loop (at most
+///   ``BrokerConfiguration/maxConcurrentDispatches`` at once); a job no executor can take stays
+///   queued and is retried every tick without holding up the others. An executor that answers an
+///   error or cannot be reached is skipped for another capable one.
+/// - Executors silent for ``BrokerConfiguration/pruneAfter`` are pruned and their assigned jobs
+///   go back to the queue. A restarted broker gives every executor a fresh `pruneAfter` from its
+///   start, since it could not hear heartbeats while it was down.
+///
+/// Thread-safe.
+public final class Broker: Sendable {
+    /// The broker's id (its clock entry and zeroconf instance name).
+    public let id: UUID
+    /// Its state.
+    public let store: BrokerStore
+    /// Its clock.
+    public let clock: NodeClock
+    /// The client for every call to another node.
+    public let client: NodeHTTPClient
+    /// Its metrics.
+    public let metrics: NodeMetrics
+    /// Its configuration.
+    public let configuration: BrokerConfiguration
+    let logger: Logger
+    let now: @Sendable () -> Double
+    let startedAt: Double
+    let dispatch = Mutex(DispatchState())
+    let gauges: Gauges
+
+    struct DispatchState {
+        /// Jobs being sent to an executor right now.
+        var inFlight: Set<UUID> = []
+        /// When a job that found no executor may be tried again.
+        var retryAt: [UUID: Double] = [:]
+        /// Something changed: run a dispatch pass and refresh the metrics soon.
+        var dirty = true
+        /// The clock last saved.
+        var savedClock: [String: UInt64] = [:]
+    }
+
+    struct Gauges: Sendable {
+        let jobs: [JobState: Gauge]
+        let executors: Gauge
+        let datastores: Gauge
+        let queueDepth: Gauge
+        let clockWidth: Gauge
+        let executorHeartbeats: Counter
+        let datastoreHeartbeats: Counter
+
+        init(_ metrics: NodeMetrics) {
+            jobs = Dictionary(
+                uniqueKeysWithValues: JobState.allCases.map {
+                    ($0, metrics.gauge("ucp_jobs", [("state", $0.rawValue)]))
+                })
+            executors = metrics.gauge("ucp_executors")
+            datastores = metrics.gauge("ucp_datastores")
+            queueDepth = metrics.gauge("ucp_queue_depth")
+            clockWidth = metrics.gauge("ucp_clock_width")
+            executorHeartbeats = metrics.counter("ucp_heartbeats_total", [("role", "executor")])
+            datastoreHeartbeats = metrics.counter("ucp_heartbeats_total", [("role", "datastore")])
+        }
+    }
+
+    /// A broker over `store`, whose id and clock it takes from the store (or from
+    /// `configuration.id` for a new store).
+    ///
+    /// - Throws: ``BrokerStoreError`` when the store cannot tell its identity.
+    public init(
+        configuration: BrokerConfiguration, store: BrokerStore, logger: Logger = Logger(label: "ucp.broker"),
+        metrics: NodeMetrics = NodeMetrics(), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) throws(BrokerStoreError) {
+        let (id, saved) = try store.identity(proposed: configuration.id)
+        self.id = id
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        self.now = now
+        self.startedAt = now()
+        self.clock = NodeClock(nodeID: Membership.id(of: id), role: .member, clock: saved)
+        self.client = NodeHTTPClient(clock: clock, defaultTimeout: configuration.callTimeout)
+        self.gauges = Gauges(metrics)
+        dispatch.withLock { $0.savedClock = saved }
+    }
+
+    /// The broker's clock entry name.
+    public var nodeID: String { clock.nodeID }
+
+    /// UCP's zeroconf instance name of this broker.
+    public var instanceName: String { NodeRoutes.instanceName(role: "broker", id: nodeID) }
+
+    /// Asks the background loop for a dispatch pass and a metrics refresh.
+    func markDirty() {
+        dispatch.withLock { $0.dirty = true }
+    }
+
+    /// True when a node last heard of at `time` is still alive.
+    func isAlive(lastHeard time: Double, at moment: Double) -> Bool {
+        moment - max(time, startedAt) <= configuration.pruneAfter.seconds
+    }
+
+    // MARK: - Background loop
+
+    /// Runs the pruning and dispatch loop until the task is cancelled or the service group shuts
+    /// down gracefully; dispatches still running are awaited (each is bounded by
+    /// ``BrokerConfiguration/callTimeout`` per executor tried), then the clock is saved.
+    public func runMaintenance() async {
+        var lastTick = -Double.infinity
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let moment = now()
+                let dirty = dispatch.withLock { state in
+                    defer { state.dirty = false }
+                    return state.dirty
+                }
+                let tick = moment - lastTick >= configuration.tickInterval.seconds
+                if tick {
+                    lastTick = moment
+                    prune()
+                }
+                if tick || dirty {
+                    for job in jobsToDispatch(at: moment) {
+                        group.addTask { await self.dispatchQueued(job) }
+                    }
+                    refreshMetrics()
+                    saveClock()
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        saveClock()
+    }
+
+    /// Queued jobs that are neither being dispatched nor waiting for a retry, marked in flight.
+    private func jobsToDispatch(at moment: Double) -> [JobRecord] {
+        let queued: [JobRecord]
+        do {
+            queued = try store.queuedJobs()
+        } catch {
+            logger.error("cannot read the queue: \(error)")
+            return []
+        }
+        return dispatch.withLock { state in
+            var chosen: [JobRecord] = []
+            for job in queued where state.inFlight.count < configuration.maxConcurrentDispatches {
+                guard !state.inFlight.contains(job.id), (state.retryAt[job.id] ?? 0) <= moment else { continue }
+                state.inFlight.insert(job.id)
+                chosen.append(job)
+            }
+            return chosen
+        }
+    }
+
+    private func dispatchQueued(_ job: JobRecord) async {
+        let outcome = await send(job)
+        dispatch.withLock { state in
+            state.inFlight.remove(job.id)
+            switch outcome {
+            case .assigned, .gone: state.retryAt[job.id] = nil
+            case .noCapableExecutor, .refused: state.retryAt[job.id] = now() + configuration.tickInterval.seconds
+            }
+            state.dirty = state.dirty || outcome.isAssigned
+        }
+    }
+
+    /// Prunes executors and datastores silent for longer than ``BrokerConfiguration/pruneAfter``
+    /// and requeues the jobs of pruned executors.
+    func prune() {
+        let moment = now()
+        do {
+            let silent = try store.executors().filter { !isAlive(lastHeard: $0.lastHeartbeat, at: moment) }.map(\.id)
+            if !silent.isEmpty {
+                let requeued = try store.pruneExecutors(silent) { clock.event() }
+                logger.info(
+                    "pruned silent executors",
+                    metadata: [
+                        "executors": "\(silent.map { Membership.id(of: $0) })",
+                        "requeued": "\(requeued.map { Membership.id(of: $0) })",
+                    ])
+                markDirty()
+            }
+            let gone = try store.datastores().filter { !isAlive(lastHeard: $0.lastSeen, at: moment) }.map(\.id)
+            if !gone.isEmpty {
+                try store.pruneDatastores(gone)
+                logger.info(
+                    "pruned silent datastores", metadata: ["datastores": "\(gone.map { Membership.id(of: $0) })"])
+                markDirty()
+            }
+        } catch {
+            logger.error("pruning failed: \(error)")
+        }
+    }
+
+    /// Updates the gauges from the store.
+    func refreshMetrics() {
+        do {
+            let counts = try store.jobCounts()
+            for (state, gauge) in gauges.jobs { gauge.record(counts[state] ?? 0) }
+            gauges.queueDepth.record(counts[.queued] ?? 0)
+            let moment = now()
+            gauges.executors.record(try liveExecutors(at: moment).count)
+            gauges.datastores.record(try liveDatastores(at: moment).count)
+            gauges.clockWidth.record(clock.width)
+        } catch {
+            logger.error("cannot refresh metrics: \(error)")
+        }
+    }
+
+    /// Saves the clock when it moved since it was last saved.
+    func saveClock() {
+        let current = clock.now().clock
+        let changed = dispatch.withLock { state in
+            guard state.savedClock != current else { return false }
+            state.savedClock = current
+            return true
+        }
+        guard changed else { return }
+        do {
+            try store.saveClock(current)
+        } catch {
+            logger.error("cannot save the clock: \(error)")
+        }
+    }
+
+    /// The executors not silent for longer than `pruneAfter` at `moment`.
+    func liveExecutors(at moment: Double) throws(BrokerStoreError) -> [ExecutorEntry] {
+        try store.executors().filter { isAlive(lastHeard: $0.lastHeartbeat, at: moment) }
+    }
+
+    /// The datastores not silent for longer than `pruneAfter` at `moment`.
+    func liveDatastores(at moment: Double) throws(BrokerStoreError) -> [DatastoreEntry] {
+        try store.datastores().filter { isAlive(lastHeard: $0.lastSeen, at: moment) }
+    }
+
+    /// Closes the connections and saves the clock; call once, after the loop and the server
+    /// stopped. The store is closed by its owner.
+    public func shutdown() async {
+        saveClock()
+        await client.shutdown()
+    }
+}

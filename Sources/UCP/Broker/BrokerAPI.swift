@@ -1,0 +1,294 @@
+import AsyncHTTPClient
+import Causal
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The broker's HTTP API, UCP's broker routes with UCP's answers, plus CausalUCP's extensions:
+///
+/// | route | answer |
+/// | --- | --- |
+/// | `PUT /executors/register` `{"hosts": [...], "executor": {...}}` | `null`; 400 "Could not ping to verify" |
+/// | `PUT /executors/heartbeat/{exec_id}` body Capabilities | `null`; 404 unknown executor |
+/// | `GET /executors/count` | the number of live executors |
+/// | `PUT /job/submit/{job_id}` `{"job_info": ..., "wait_for": [...]}` | the job id; 503 no capable executor (without `wait_for`), 404 `wait_for` names an unknown job, 409 id already submitted |
+/// | `PUT /job/done/{job_id}` | `null`; 404 unknown job |
+/// | `DELETE /job/{job_id}` | `null`; 404 unknown job, 502 a datastore failed to drop its data |
+/// | `PUT /data/{name}` multipart field `data` | `null`; 503 no datastore with room, 413 over the limit, 502 datastore failure |
+/// | `GET /data/{name}?job_id=` | the bytes, streamed from the datastore holding them; 404 unknown |
+/// | `GET /list/data/{prefix}` | every name starting with `prefix` (a trailing `*` globs) |
+/// | `PUT /result/{job_id}` multipart field `data` | `null`: forwarded to the job's `result_addr`, or stored as `<job_id>/result`; 404 unknown job, 502/503 when it could not be delivered |
+/// | extension: `PUT /datastores/register` `{"hosts": [...], "datastore": {"address": ..., "id": ...}}` | `null`; 400 "Could not ping to verify" |
+/// | extension: `PUT /datastores/heartbeat/{id}` | `null`; 404 unknown datastore |
+/// | extension: `GET /job/{job_id}` | a ``JobView``; 404 unknown job |
+/// | `GET /ping`, `GET /clock`, `GET /metrics` | as every node answers them (``NodeRoutes``) |
+///
+/// Bodies that are not the expected JSON are answered 422 with a detail naming the field, as
+/// FastAPI does; ids that are not UUIDs and data names that could leave a datastore's folder
+/// (`..`, absolute) are answered 400 before anything is stored. Errors answer
+/// `{"detail": "..."}`.
+public struct BrokerAPI: Sendable {
+    /// The broker served.
+    public let broker: Broker
+    /// The node's clock, ping and metrics routes.
+    public let node: NodeRoutes
+
+    /// The largest JSON body accepted.
+    static let maxJSONBytes = 4 << 20
+
+    /// An API over `broker`.
+    public init(broker: Broker) {
+        self.broker = broker
+        self.node = NodeRoutes(clock: broker.clock, metrics: broker.metrics, instanceName: broker.instanceName)
+    }
+
+    /// Adds the node's common routes and middleware and the broker's routes to `router`.
+    public func addRoutes(to router: Router<BrokerRequestContext>) {
+        node.install(on: router)
+        let broker = self.broker
+        router.put("executors/register") { request, context in
+            let body = try await Self.decode(ExecutorRegistration.self, request)
+            try await Self.run { () async throws(BrokerError) in
+                try await broker.registerExecutor(body, remoteHost: context.remoteHost)
+            }
+            return JSONResponse.null()
+        }
+        router.put("executors/heartbeat/:exec_id") { request, context in
+            let id = try Self.uuid(context, "exec_id")
+            let capabilities = try await Self.decode(Capabilities.self, request)
+            try Self.perform { () throws(BrokerError) in try broker.heartbeatExecutor(id, capabilities: capabilities) }
+            return JSONResponse.null()
+        }
+        router.get("executors/count") { _, _ in
+            try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.executorCount() })
+        }
+        router.put("datastores/register") { request, context in
+            let body = try await Self.decode(DatastoreRegistration.self, request)
+            try await Self.run { () async throws(BrokerError) in
+                try await broker.registerDatastore(body, remoteHost: context.remoteHost)
+            }
+            return JSONResponse.null()
+        }
+        router.put("datastores/heartbeat/:id") { _, context in
+            let id = try Self.uuid(context, "id")
+            try Self.perform { () throws(BrokerError) in try broker.heartbeatDatastore(id) }
+            return JSONResponse.null()
+        }
+        router.put("job/submit/:job_id") { request, context in
+            let id = try Self.uuid(context, "job_id")
+            let body = try await Self.decode(JobSubmission.self, request)
+            let cause = try ClockStamp.of(request)?.dot
+            let accepted = try await Self.run { () async throws(BrokerError) in
+                try await broker.submit(id, body, cause: cause, remoteHost: context.remoteHost)
+            }
+            return try JSONResponse.ok(Membership.id(of: accepted))
+        }
+        router.put("job/done/:job_id") { request, context in
+            let id = try Self.uuid(context, "job_id")
+            let cause = try ClockStamp.of(request)?.dot
+            try Self.perform { () throws(BrokerError) in try broker.done(id, cause: cause) }
+            return JSONResponse.null()
+        }
+        router.delete("job/:job_id") { request, context in
+            let id = try Self.uuid(context, "job_id")
+            let cause = try ClockStamp.of(request)?.dot
+            try await Self.run { () async throws(BrokerError) in try await broker.delete(id, cause: cause) }
+            return JSONResponse.null()
+        }
+        router.get("job/:job_id") { _, context in
+            let id = try Self.uuid(context, "job_id")
+            let job = try Self.perform { () throws(BrokerError) in try broker.job(id) }
+            return try JSONResponse.ok(JobView(job))
+        }
+        router.put("data/**") { request, _ in
+            let name = try DatastoreAPI.name(in: request.uri.path, after: "/data/")
+            try await Self.run { () async throws(BrokerError) in
+                try await broker.storeData(
+                    name, body: request.body, contentType: request.headers[.contentType],
+                    contentLength: request.headers[.contentLength].flatMap { Int64($0) })
+            }
+            return JSONResponse.null()
+        }
+        router.get("data/**") { request, _ in
+            let name = try DatastoreAPI.name(in: request.uri.path, after: "/data/")
+            var jobID: UUID?
+            if let text = request.uri.queryParameters["job_id"], !text.isEmpty {
+                guard let id = UUID(uuidString: String(text)) else {
+                    throw APIError(.badRequest, "job_id \"\(text)\" is not a UUID")
+                }
+                jobID = id
+            }
+            let found = jobID
+            let response = try await Self.run { () async throws(BrokerError) in
+                try await broker.fetchData(name, jobID: found)
+            }
+            return Self.streamed(response, name: name)
+        }
+        router.get("list/data") { _, _ in
+            try JSONResponse.ok(
+                try await Self.run { () async throws(BrokerError) in try await broker.listData(prefix: "") })
+        }
+        router.get("list/data/**") { request, _ in
+            let prefix = try DatastoreAPI.percentDecoded(String(request.uri.path.dropFirst("/list/data/".count)))
+            let names = try await Self.run { () async throws(BrokerError) in try await broker.listData(prefix: prefix) }
+            return try JSONResponse.ok(names)
+        }
+        router.put("result/:job_id") { request, context in
+            let id = try Self.uuid(context, "job_id")
+            let cause = try ClockStamp.of(request)?.dot
+            try await Self.run { () async throws(BrokerError) in
+                try await broker.deliverResult(
+                    of: id, body: request.body, contentType: request.headers[.contentType],
+                    contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
+            }
+            return JSONResponse.null()
+        }
+    }
+
+    /// A Hummingbird application serving this API on `host`:`port` (0 picks a free port;
+    /// `onServerRunning` is told the port once the server listens).
+    public func application(
+        host: String, port: Int, logger: Logger? = nil,
+        onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router(context: BrokerRequestContext.self)
+        addRoutes(to: router)
+        return NodeServer.application(
+            router: router, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
+    }
+
+    // MARK: - Helpers
+
+    /// Runs `body`, turning a ``BrokerError`` into the answer it stands for.
+    static func run<T>(_ body: () async throws(BrokerError) -> T) async throws(APIError) -> T {
+        do {
+            return try await body()
+        } catch {
+            throw APIError(error.status, error.detail)
+        }
+    }
+
+    /// Runs `body`, turning a ``BrokerError`` into the answer it stands for.
+    static func perform<T>(_ body: () throws(BrokerError) -> T) throws(APIError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw APIError(error.status, error.detail)
+        }
+    }
+
+    /// The path parameter `name` as a UUID.
+    static func uuid(_ context: BrokerRequestContext, _ name: String) throws -> UUID {
+        let text = try context.parameters.require(name)
+        guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "\(name) \"\(text)\" is not a UUID") }
+        return id
+    }
+
+    /// The request's JSON body as `T`.
+    ///
+    /// - Throws: ``APIError`` 413 past ``maxJSONBytes``, 422 naming the failing field.
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maxJSONBytes)
+        } catch {
+            throw APIError(.contentTooLarge, "the JSON body is larger than \(maxJSONBytes) bytes")
+        }
+        do {
+            return try UCPJSON.decode(type, from: Data(buffer.readableBytesView))
+        } catch let error as ModelDecodingError {
+            throw APIError(.unprocessableContent, error.description)
+        } catch {
+            throw APIError(.unprocessableContent, "\(String(describing: type)): \(error)")
+        }
+    }
+
+    /// A datastore's answer passed on, its body streamed.
+    static func streamed(_ response: HTTPClientResponse, name: DataName) -> Response {
+        let headers: HTTPFields = [
+            .contentType: "application/octet-stream",
+            .contentDisposition: DatastoreAPI.attachment(String(name.lastSegment)),
+        ]
+        let write: @Sendable (inout any ResponseBodyWriter) async throws -> Void = { writer in
+            for try await chunk in response.body {
+                try await writer.write(chunk)
+            }
+            try await writer.finish(nil)
+        }
+        let length = response.headers.first(name: "Content-Length").flatMap { Int($0) }
+        let body = ResponseBody(contentLength: length, write)
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}
+
+/// What `GET /job/{job_id}` answers: `{"id", "state", "executor", "wait_for", "emergency",
+/// "submitted", "assigned", "done"}`, the stamps as ``ClockStamp`` JSON (null when not yet).
+public struct JobView: Sendable, Hashable, Codable {
+    /// The job's id.
+    public var id: String
+    /// Where it is.
+    public var state: JobState
+    /// The executor it was given to, if any.
+    public var executor: String?
+    /// The jobs it waits for.
+    public var waitFor: [String]
+    /// Its emergency level.
+    public var emergency: EmergencyLevel
+    /// When the broker accepted it.
+    public var submitted: ClockStamp
+    /// When an executor accepted it.
+    public var assigned: ClockStamp?
+    /// When it was reported done.
+    public var done: ClockStamp?
+
+    /// The view of `job`.
+    public init(_ job: JobRecord) {
+        id = Membership.id(of: job.id)
+        state = job.state
+        executor = job.executorID.map { Membership.id(of: $0) }
+        waitFor = job.waitFor.map { Membership.id(of: $0) }
+        emergency = job.info.emergency
+        submitted = job.submitted
+        assigned = job.assigned
+        done = job.done
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, state, executor
+        case waitFor = "wait_for"
+        case emergency, submitted, assigned, done
+    }
+
+    /// Encodes every field, nulls included.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(state, forKey: .state)
+        try c.encode(executor, forKey: .executor)
+        try c.encode(waitFor, forKey: .waitFor)
+        try c.encode(emergency, forKey: .emergency)
+        try c.encode(submitted, forKey: .submitted)
+        try c.encode(assigned, forKey: .assigned)
+        try c.encode(done, forKey: .done)
+    }
+}
+
+/// The broker's request context: Hummingbird's basics plus the caller's address, which UCP's
+/// broker uses (a registering node's own host is pinged first; a `result_addr` host `"this"`
+/// is the submitting client).
+public struct BrokerRequestContext: RequestContext, RemoteAddressRequestContext {
+    /// Hummingbird's storage.
+    public var coreContext: CoreRequestContextStorage
+    /// The caller's address.
+    public let remoteAddress: SocketAddress?
+
+    /// A context for a request arriving on `source`'s channel.
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// The caller's IP address as text.
+    public var remoteHost: String? { remoteAddress?.ipAddress }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+
+/// How a broker runs: `ucp broker --host ... --port ... [--rootdir broker.d]` and its timings.
+public struct BrokerConfiguration: Sendable, Hashable {
+    /// The address to listen on.
+    public var host: String
+    /// The port to listen on (0 picks a free one).
+    public var port: Int
+    /// The data folder; the database is `<rootdir>/broker.sqlite`.
+    public var rootdir: String
+    /// The broker's id; nil takes the one stored in `rootdir`, or a fresh one that is then stored.
+    public var id: UUID?
+    /// How often executors and datastores are expected to beat (UCP: 60 s).
+    public var heartbeatInterval: Duration
+    /// A node silent this long is pruned (UCP: 130 s); more than `heartbeatInterval`.
+    public var pruneAfter: Duration
+    /// How often the broker retries queued jobs and looks for silent nodes.
+    public var tickInterval: Duration
+    /// Deadline of a ping, a dispatch or a datastore query.
+    public var callTimeout: Duration
+    /// Deadline of a data or result transfer.
+    public var transferTimeout: Duration
+    /// Largest data or result upload passed through, in bytes (larger: 413).
+    public var maxUploadBytes: Int64
+    /// Most jobs dispatched at once by the background loop.
+    public var maxConcurrentDispatches: Int
+    /// The log level.
+    public var logLevel: Logger.Level
+
+    /// A configuration with UCP's defaults (broker port 8000, 60 s beats, pruning after 130 s).
+    public init(
+        host: String = "127.0.0.1", port: Int = 8000, rootdir: String = "broker.d", id: UUID? = nil,
+        heartbeatInterval: Duration = .seconds(60), pruneAfter: Duration = .seconds(130),
+        tickInterval: Duration = .seconds(1), callTimeout: Duration = .seconds(10),
+        transferTimeout: Duration = .seconds(600), maxUploadBytes: Int64 = 1 << 30, maxConcurrentDispatches: Int = 16,
+        logLevel: Logger.Level = .info
+    ) {
+        precondition(pruneAfter > heartbeatInterval, "pruneAfter must be longer than heartbeatInterval")
+        precondition(maxConcurrentDispatches >= 1 && maxUploadBytes >= 0, "limits are positive")
+        self.host = host
+        self.port = port
+        self.rootdir = rootdir
+        self.id = id
+        self.heartbeatInterval = heartbeatInterval
+        self.pruneAfter = pruneAfter
+        self.tickInterval = tickInterval
+        self.callTimeout = callTimeout
+        self.transferTimeout = transferTimeout
+        self.maxUploadBytes = maxUploadBytes
+        self.maxConcurrentDispatches = maxConcurrentDispatches
+        self.logLevel = logLevel
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+}
