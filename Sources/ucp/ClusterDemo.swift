@@ -44,11 +44,18 @@ struct ClusterDemo {
         let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await services.run() }
-            defer { tasks.cancelAll() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
-            try await runBatch(cluster: cluster, client: client, listener: listener, resultAddr: Address(host: "127.0.0.1", port: port))
+            do {
+                var iterator = ports.makeAsyncIterator()
+                guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
+                try await runBatch(
+                    cluster: cluster, client: client, listener: listener,
+                    resultAddr: Address(host: "127.0.0.1", port: port))
+            } catch {
+                await services.triggerGracefulShutdown()
+                throw error
+            }
             await services.triggerGracefulShutdown()
+            try await tasks.waitForAll()
         }
     }
 
@@ -77,13 +84,13 @@ struct ClusterDemo {
                 $0.stdout == "round \(round)\n"
             }
             _ = try add("wordcount (named data)", .wordcount, args: ["/story.txt"], named: ["demo/story.txt": "/story.txt"],
-                        waitFor: [sum]) { $0.stdout == "280 /story.txt\n" }
+                        waitFor: [sum]) { $0.stdout == "260 /story.txt\n" }
             _ = try add("wordcount (job data)", .wordcount, args: ["/in.txt"], data: ["/in.txt": Array("a b c\n".utf8)]) {
                 $0.stdout == "3 /in.txt\n"
             }
         }
         _ = try add("trap (fails)", .trap) { $0.stderr.contains("trap") || $0.stderr.contains("unreachable") }
-        _ = try add("spin (time limit 1 s)", .spin) { $0.stderr.contains("time limit") }
+        _ = try add("spin (time limit 1 s)", .spin) { $0.stderr.lowercased().contains("time limit") }
 
         print("\nsubmitting \(plan.count) jobs (\(rounds * 2) wait for another job):")
         let start = ContinuousClock.now
@@ -93,8 +100,9 @@ struct ClusterDemo {
         var results: [(Planned, ResultZip)] = []
         try await withThrowingTaskGroup(of: (Int, ResultZip, Duration).self) { group in
             for (index, job) in plan.enumerated() {
+                let id = job.submission.jobID
                 group.addTask {
-                    let path = try await listener.result(for: job.submission.jobID, timeout: .seconds(120))
+                    let path = try await listener.result(for: id, timeout: .seconds(120))
                     return (index, try ResultZip(path: path), ContinuousClock.now - start)
                 }
             }
@@ -135,7 +143,9 @@ struct ClusterDemo {
             print("  \(ok ? "ok  " : "FAIL") \(job.label.padding(toLength: 26, withPad: " ", startingAt: 0)) \(out.prefix(60))\(order)")
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        print("\n\(plan.count) jobs in \(String(format: "%.2f", seconds)) s: \(String(format: "%.1f", Double(plan.count) / seconds)) jobs/s (WASI jobs in-process, every byte over loopback HTTP)")
+        print(
+            "\n\(plan.count) jobs in \(String(format: "%.2f", seconds)) s, \(String(format: "%.1f", Double(plan.count) / seconds)) jobs/s "
+                + "(the spin job alone runs to its 1 s limit; `make bench-jobs` measures throughput)")
         print("per executor: " + perExecutor.sorted { $0.key < $1.key }.map { "\($0.key.prefix(8)) \($0.value)" }.joined(separator: ", "))
         print("wait_for order checked on broker clock stamps: \(orderChecked), violations: \(orderViolations)")
         print("\nfinal clocks (brokers own entries; other nodes carry a dot: node:seq):")
@@ -150,7 +160,7 @@ struct ClusterDemo {
 
 /// Runs `stop` and exits when SIGINT or SIGTERM arrives, so that no cluster process outlives
 /// the demo.
-final class SignalStopper: Sendable {
+final class SignalStopper: @unchecked Sendable {  // immutable after init; dispatch sources are thread-safe
     private let sources: [any DispatchSourceSignal]
 
     init(_ stop: @escaping @Sendable () -> Void) {

@@ -50,7 +50,7 @@ struct JobsBenchCommand: AsyncParsableCommand {
         let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await services.run() }
-            defer { tasks.cancelAll() }
+            defer { tasks.cancelAll() }  // only on an error: the normal path waits below
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
             let resultAddr = Address(host: "127.0.0.1", port: port)
@@ -70,6 +70,7 @@ struct JobsBenchCommand: AsyncParsableCommand {
             print("| baseline: same job on an in-process JobRunner | \(String(format: "%.0f", baseline)) jobs/s |")
             print("| end to end / baseline | \(String(format: "%.2f", rate / baseline))x |")
             await services.triggerGracefulShutdown()
+            try await tasks.waitForAll()
         }
     }
 

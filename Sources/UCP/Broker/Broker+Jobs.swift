@@ -19,25 +19,6 @@ enum DispatchOutcome: Sendable, Hashable {
     }
 }
 
-/// The body of `PUT /job/submit/{job_id}`: `{"job_info": JobInfo, "wait_for": [uuid, ...]}`,
-/// `wait_for` optional (missing or null: dispatch now or answer 503).
-public struct JobSubmission: Sendable, Hashable, Codable {
-    /// The job.
-    public var jobInfo: JobInfo
-    /// Jobs that must be done first; nil to dispatch at once.
-    public var waitFor: [UUID]?
-
-    /// A submission.
-    public init(jobInfo: JobInfo, waitFor: [UUID]? = nil) {
-        self.jobInfo = jobInfo
-        self.waitFor = waitFor
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case jobInfo = "job_info"
-        case waitFor = "wait_for"
-    }
-}
 
 extension Broker {
     /// Accepts job `id`. Without `waitFor` the job goes to a capable executor now, as UCP's
@@ -50,7 +31,7 @@ extension Broker {
     /// - Throws: ``BrokerError`` 404 when `waitFor` names unknown jobs, 409 when the id was
     ///   submitted already, 503 as above.
     @discardableResult
-    public func submit(_ id: UUID, _ submission: JobSubmission, cause: Dot? = nil, remoteHost: String? = nil)
+    public func submit(_ id: UUID, _ submission: JobSubmitBody, cause: Dot? = nil, remoteHost: String? = nil)
         async throws(BrokerError) -> UUID
     {
         var info = submission.jobInfo

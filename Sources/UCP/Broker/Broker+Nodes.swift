@@ -102,6 +102,16 @@ extension Broker {
         markDirty()
     }
 
+    /// The number of live datastores, after pruning silent ones.
+    public func datastoreCount() throws(BrokerError) -> Int {
+        prune()
+        do {
+            return try liveDatastores(at: now()).count
+        } catch {
+            throw BrokerError(error)
+        }
+    }
+
     /// The number of live executors, after pruning silent ones (as UCP counts).
     public func executorCount() throws(BrokerError) -> Int {
         prune()

@@ -97,7 +97,7 @@ public final class Broker: Sendable {
         self.now = now
         self.startedAt = now()
         self.clock = NodeClock(nodeID: Membership.id(of: id), role: .member, clock: saved)
-        self.client = NodeHTTPClient(clock: clock, defaultTimeout: configuration.callTimeout)
+        self.client = NodeHTTPClient(clock: clock, auth: configuration.auth, defaultTimeout: configuration.callTimeout)
         self.gauges = Gauges(metrics)
         dispatch.withLock { $0.savedClock = saved }
     }

@@ -12,6 +12,7 @@ import NIOCore
 /// | `PUT /executors/register` `{"hosts": [...], "executor": {...}}` | `null`; 400 "Could not ping to verify" |
 /// | `PUT /executors/heartbeat/{exec_id}` body Capabilities | `null`; 404 unknown executor |
 /// | `GET /executors/count` | the number of live executors |
+/// | extension: `GET /datastores/count` | the number of live datastores |
 /// | `PUT /job/submit/{job_id}` `{"job_info": ..., "wait_for": [...]}` | the job id; 503 no capable executor (without `wait_for`), 404 `wait_for` names an unknown job, 409 id already submitted |
 /// | `PUT /job/done/{job_id}` | `null`; 404 unknown job |
 /// | `DELETE /job/{job_id}` | `null`; 404 unknown job, 502 a datastore failed to drop its data |
@@ -40,7 +41,9 @@ public struct BrokerAPI: Sendable {
     /// An API over `broker`.
     public init(broker: Broker) {
         self.broker = broker
-        self.node = NodeRoutes(clock: broker.clock, metrics: broker.metrics, instanceName: broker.instanceName)
+        self.node = NodeRoutes(
+            clock: broker.clock, metrics: broker.metrics, instanceName: broker.instanceName,
+            auth: broker.configuration.auth)
     }
 
     /// Adds the node's common routes and middleware and the broker's routes to `router`.
@@ -63,6 +66,9 @@ public struct BrokerAPI: Sendable {
         router.get("executors/count") { _, _ in
             try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.executorCount() })
         }
+        router.get("datastores/count") { _, _ in
+            try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.datastoreCount() })
+        }
         router.put("datastores/register") { request, context in
             let body = try await Self.decode(DatastoreRegistration.self, request)
             try await Self.run { () async throws(BrokerError) in
@@ -77,7 +83,7 @@ public struct BrokerAPI: Sendable {
         }
         router.put("job/submit/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
-            let body = try await Self.decode(JobSubmission.self, request)
+            let body = try await Self.decode(JobSubmitBody.self, request)
             let cause = try ClockStamp.of(request)?.dot
             let accepted = try await Self.run { () async throws(BrokerError) in
                 try await broker.submit(id, body, cause: cause, remoteHost: context.remoteHost)

@@ -27,6 +27,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxConcurrentDispatches: Int
     /// The log level.
     public var logLevel: Logger.Level
+    /// The cluster's key: when set, the broker proves membership on its calls and requires proof
+    /// on state-changing calls it serves (``ClusterAuth``). Default none, as UCP.
+    public var auth: ClusterAuth? = nil
 
     /// A configuration with UCP's defaults (broker port 8000, 60 s beats, pruning after 130 s).
     public init(

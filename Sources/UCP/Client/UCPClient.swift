@@ -16,11 +16,13 @@ public final class UCPClient: Sendable {
     private let logger: Logger
 
     /// A client of the broker at `broker`; `clock` defaults to a dotted clock named
-    /// `client-<uuid>`.
-    public init(broker: Address, clock: NodeClock? = nil, logger: Logger = Logger(label: "ucp.client")) {
+    /// `client-<uuid>`; with `auth`, its calls prove membership of the cluster.
+    public init(
+        broker: Address, clock: NodeClock? = nil, auth: ClusterAuth? = nil, logger: Logger = Logger(label: "ucp.client")
+    ) {
         self.broker = broker
         self.clock = clock ?? NodeClock(nodeID: "client-" + Membership.id(of: UUID()), role: .dotted)
-        self.http = NodeHTTPClient(clock: self.clock)
+        self.http = NodeHTTPClient(clock: self.clock, auth: auth)
         self.logger = logger
     }
 

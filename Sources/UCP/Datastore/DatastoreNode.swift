@@ -25,6 +25,9 @@ public struct DatastoreConfiguration: Sendable, Hashable {
     public var maxRetryInterval: Duration
     /// The log level.
     public var logLevel: Logger.Level
+    /// The cluster's key: when set, the node proves membership on its calls and requires proof
+    /// on state-changing calls it serves (``ClusterAuth``). Default none, as UCP.
+    public var auth: ClusterAuth? = nil
 
     /// A configuration with UCP's defaults (port 8002, `datastore.d`, 60 s beats).
     public init(
@@ -81,9 +84,10 @@ public struct DatastoreNode: Service {
         let nodeID = Membership.id(of: id)
         let clock = NodeClock(nodeID: nodeID, role: .dotted)
         let routes = NodeRoutes(
-            clock: clock, metrics: NodeMetrics(), instanceName: NodeRoutes.instanceName(role: "datastore", id: nodeID))
+            clock: clock, metrics: NodeMetrics(), instanceName: NodeRoutes.instanceName(role: "datastore", id: nodeID),
+            auth: configuration.auth)
         let api = DatastoreAPI(store: store, id: id, node: routes)
-        let client = NodeHTTPClient(clock: clock, defaultTimeout: .seconds(10))
+        let client = NodeHTTPClient(clock: clock, auth: configuration.auth, defaultTimeout: .seconds(10))
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
         let onListening = self.onListening
         let app = api.application(host: configuration.host, port: configuration.port, logger: logger) { port in

@@ -482,7 +482,7 @@ private struct Record {
     let info: JobInfo
     let arrival: UInt64
     var state: ExecutorJobState
-    var events: [JobEvent] = []
+    var events: [ExecutorJobEvent] = []
     var outcome: String?
     var folder: JobFolder?
     var spec: JobSpec?
@@ -503,7 +503,7 @@ private struct State {
     var history: [UUID] = []
 
     mutating func event(_ jobID: UUID, _ name: String, _ stamp: ClockStamp, detail: String? = nil) {
-        jobs[jobID]?.events.append(JobEvent(event: name, stamp: stamp, detail: detail))
+        jobs[jobID]?.events.append(ExecutorJobEvent(event: name, stamp: stamp, detail: detail))
     }
 
     mutating func count(_ state: ExecutorJobState, _ delta: Int, _ metrics: ExecutorMetrics) {

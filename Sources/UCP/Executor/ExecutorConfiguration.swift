@@ -36,6 +36,9 @@ public struct ExecutorConfiguration: Sendable {
     public var deleteJobDataOnBroker: Bool
     /// A known fuel rate for time limits (see ``FuelRate``), or nil to measure it at start.
     public var fuelRate: FuelRate?
+    /// The cluster's key: when set, the executor proves membership on its calls and requires
+    /// proof on state-changing calls it serves (``ClusterAuth``). Default none, as UCP.
+    public var auth: ClusterAuth? = nil
 
     /// A configuration; every argument but `broker` has the default its property describes.
     public init(

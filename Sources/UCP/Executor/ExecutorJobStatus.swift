@@ -32,7 +32,7 @@ public enum ExecutorJobState: String, Sendable, Hashable, Codable, CaseIterable 
 }
 
 /// One stamped event in a job's life on an executor.
-public struct JobEvent: Sendable, Hashable, Codable {
+public struct ExecutorJobEvent: Sendable, Hashable, Codable {
     /// What happened: `accepted`, `fetched`, `queued`, `started`, `finished`, `named_result`,
     /// `result_sent`, `result_stored`, `done`, `deleted`, `discarded`, `handed_back`, or a
     /// `..._failed` variant.
@@ -62,10 +62,10 @@ public struct ExecutorJobStatus: Sendable, Hashable, Codable {
     /// Its emergency level.
     public var emergency: EmergencyLevel
     /// Its events, oldest first.
-    public var events: [JobEvent]
+    public var events: [ExecutorJobEvent]
 
     /// A status.
-    public init(id: UUID, state: ExecutorJobState, outcome: String?, emergency: EmergencyLevel, events: [JobEvent]) {
+    public init(id: UUID, state: ExecutorJobState, outcome: String?, emergency: EmergencyLevel, events: [ExecutorJobEvent]) {
         self.id = id
         self.state = state
         self.outcome = outcome
@@ -82,7 +82,7 @@ public struct ExecutorJobStatus: Sendable, Hashable, Codable {
         state = try c.decode(ExecutorJobState.self, forKey: .state)
         outcome = try c.decodeIfPresent(String.self, forKey: .outcome)
         emergency = try c.decodeIfPresent(EmergencyLevel.self, forKey: .emergency) ?? .low
-        events = try c.decode([JobEvent].self, forKey: .events)
+        events = try c.decode([ExecutorJobEvent].self, forKey: .events)
     }
 
     /// Encodes the JSON form, the id lowercased as UCP writes ids.

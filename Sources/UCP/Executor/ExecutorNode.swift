@@ -59,7 +59,7 @@ public final class ExecutorNode: Service, Sendable {
         nodeLogger[metadataKey: "executor"] = "\(name)"
         let logger = nodeLogger
         let clock = NodeClock(nodeID: name, role: .dotted)
-        let http = NodeHTTPClient(clock: clock)
+        let http = NodeHTTPClient(clock: clock, auth: configuration.auth)
         let runner: JobRunner
         do {
             runner = try JobRunner(
@@ -75,7 +75,8 @@ public final class ExecutorNode: Service, Sendable {
             id: id, configuration: configuration, runner: runner, http: http, metrics: metrics, logger: logger)
         live.withLock { $0 = executor }
         let routes = NodeRoutes(
-            clock: clock, metrics: metrics, instanceName: NodeRoutes.instanceName(role: "executor", id: name))
+            clock: clock, metrics: metrics, instanceName: NodeRoutes.instanceName(role: "executor", id: name),
+            auth: configuration.auth)
         let router = Router()
         ExecutorAPI(executor: executor, node: routes).addRoutes(to: router)
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self)

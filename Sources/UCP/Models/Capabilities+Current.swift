@@ -46,7 +46,9 @@ extension Capabilities {
     /// - `memory`: `MemAvailable` from `/proc/meminfo`, in bytes.
     /// - `disk`: bytes available to an unprivileged user on the file system of `diskPath`
     ///   (`statvfs`: `f_bavail × f_frsize`), as psutil's `disk_usage().free`.
-    /// - `cpu_load`: the 5-minute load average from `/proc/loadavg` over the core count, in percent.
+    /// - `cpu_load`: the 5-minute load average from `/proc/loadavg` over the core count, in percent,
+    ///   at most 100 as UCP's `psutil.cpu_percent()` is (a job's default `cpu_load` of 100 then
+    ///   still fits an overloaded executor).
     /// - `cpu_cores`: logical cores.
     /// - `cpu_freq`: `cpuinfo_max_freq` of cpu0 from sysfs in MHz when present, else the highest
     ///   `cpu MHz` in `/proc/cpuinfo` (virtual machines often have no cpufreq; UCP reported 0 there).
@@ -64,7 +66,7 @@ extension Capabilities {
         let freq = cpuFrequency(system: system)
         let battery = batteryState(powerSupplies: system.sys + "/class/power_supply")
         return Capabilities(
-            memory: memory, disk: disk, cpuLoad: load5 / Double(cores) * 100, cpuCores: cores, cpuFreq: freq,
+            memory: memory, disk: disk, cpuLoad: min(100, load5 / Double(cores) * 100), cpuCores: cores, cpuFreq: freq,
             hasBattery: battery.onBattery, power: battery.percent)
     }
 

@@ -16,7 +16,7 @@ import Hummingbird
 /// is answered 401 before the route runs. The body is not covered (bodies stream); the clock
 /// is, so a replayed request within the window carries an old clock. Without a key, nodes
 /// behave as UCP's do.
-public struct ClusterAuth: Sendable {
+public struct ClusterAuth: Sendable, Hashable {
     /// The shared key.
     public let key: ClusterKey
     /// Largest accepted difference between the sender's and the receiver's clocks.

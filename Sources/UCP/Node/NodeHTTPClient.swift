@@ -155,7 +155,8 @@ public final class NodeHTTPClient: Sendable {
         return written
     }
 
-    private func stamp(_ request: inout HTTPClientRequest) {
+    /// Stamps `request` with a new event of this node's clock and, with a key, its proof.
+    func stamp(_ request: inout HTTPClientRequest) {
         let now = clock.event()
         request.headers.replaceOrAdd(name: ClockStamp.clockHeader, value: now.clockHeaderValue)
         if let dot = now.dot { request.headers.replaceOrAdd(name: ClockStamp.dotHeader, value: dot.description) }
@@ -176,7 +177,8 @@ public final class NodeHTTPClient: Sendable {
         return rest[slash] == "?" ? "/" + rest[slash...] : String(rest[slash...])
     }
 
-    private func merge(_ headers: HTTPHeaders) {
+    /// Merges the clock an answer carries.
+    func merge(_ headers: HTTPHeaders) {
         if let value = headers.first(name: ClockStamp.clockHeader),
             let clock = try? ClockStamp.clock(fromHeader: value)
         {

@@ -13,20 +13,14 @@ extension NodeHTTPClient {
     /// - Throws: ``NodeCallError`` (no status) when there is no answer.
     func stream(_ request: HTTPClientRequest, timeout: Duration) async throws(NodeCallError) -> HTTPClientResponse {
         var request = request
-        let now = clock.event()
-        request.headers.replaceOrAdd(name: ClockStamp.clockHeader, value: now.clockHeaderValue)
-        if let dot = now.dot { request.headers.replaceOrAdd(name: ClockStamp.dotHeader, value: dot.description) }
+        stamp(&request)
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: .init(timeout))
         } catch {
             throw NodeCallError(url: request.url, status: nil, detail: "\(error)")
         }
-        if let value = response.headers.first(name: ClockStamp.clockHeader),
-            let clock = try? ClockStamp.clock(fromHeader: value)
-        {
-            self.clock.receive(clock)
-        }
+        merge(response.headers)
         return response
     }
 
