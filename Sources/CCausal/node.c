@@ -905,10 +905,11 @@ static void on_async(uv_async_t *h) {
 /* Runs before the loop sleeps in epoll. While `awake` was 1 producers
  * published without waking the loop; take what they published, and clear
  * `awake` before the last look, so that a broadcast published after that
- * look sees 0 and wakes the loop. The fences make it Dekker's pattern with
- * cc_node_broadcast's: the loop stores awake = 0 and then reads the cell, a
- * producer stores the cell and then reads awake, so at least one of them
- * sees the other's store: no broadcast is left unseen while the loop sleeps.
+ * look sees 0 and wakes the loop. The fence here and cc_node_broadcast's
+ * sequentially consistent exchange and load make it Dekker's pattern: the
+ * loop stores awake = 0 and then reads the cell, a producer stores the cell
+ * and then reads awake, so at least one of them sees the other's store: no
+ * broadcast is left unseen while the loop sleeps.
  * In the steady state of a busy sender this takes many batches without a
  * wake-up, and the producers make no system call for them. */
 static void on_prepare(uv_prepare_t *h) {
@@ -1297,14 +1298,15 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
                 b->level = level;
                 if (length)
                     memcpy(node_bcast_payload(n, b), payload, length);
-                /* Release: the cell is written before the loop sees it. */
-                atomic_store_explicit(&b->seq, pos + 1, memory_order_release);
-                /* The fence orders the store above before the load of awake
-                 * (Dekker's pattern with on_prepare): a loop that will look
-                 * at the ring before it sleeps needs no wake-up, which saves
-                 * a system call here and a wake-up there per batch. */
-                atomic_thread_fence(memory_order_seq_cst);
-                if (!atomic_load_explicit(&n->awake, memory_order_relaxed))
+                /* Sequentially consistent, as the load of awake below: the
+                 * cell is written before the loop sees it, and the store and
+                 * that load are Dekker's pattern with on_prepare's store
+                 * and fence. A loop that will look at the ring before it
+                 * sleeps needs no wake-up, which saves a system call here
+                 * and a wake-up there per batch. (One exchange: on x86 a
+                 * plain store and a fence would cost more.) */
+                atomic_exchange_explicit(&b->seq, pos + 1, memory_order_seq_cst);
+                if (!atomic_load_explicit(&n->awake, memory_order_seq_cst))
                     uv_async_send(&n->async); /* coalesces while one is pending */
                 rc = CC_OK;
                 break;

@@ -9,19 +9,6 @@ import Synchronization
 import Testing
 import UCP
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes; records an issue then.
-func eventually(
-    _ what: String, timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
-}
-
 /// Runs a ``Broker`` with its API on a free loopback port and its background loop, over a fresh
 /// folder (or `rootdir`), for the length of `body`.
 func withBroker(

@@ -191,20 +191,6 @@ func withExecutorNode(
     }
 }
 
-/// Waits until `condition` holds, checking every 20 ms, for at most `timeout`.
-func eventually(
-    _ what: String, timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool
-) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    if try await condition() { return }
-    throw APIError(.requestTimeout, "timed out after \(timeout) waiting for \(what)")
-}
-
 /// Submits `info` as job `jobID` to the executor at `executor` (`PUT /submit/{job_id}`).
 @discardableResult
 func submitToExecutor(_ executor: Address, _ jobID: UUID, _ info: JobInfo) async throws -> (Int, String) {

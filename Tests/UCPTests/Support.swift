@@ -1,4 +1,6 @@
 import Foundation
+import Testing
+import UCP
 
 /// Runs `body` with a fresh temporary folder, removed afterwards whatever happens.
 func withTemporaryFolder<T>(_ body: (String) throws -> T) throws -> T {
@@ -31,4 +33,20 @@ func write(_ bytes: [UInt8], to path: String) throws {
 /// The text of the file at `path`.
 func read(_ path: String) throws -> String {
     try String(contentsOfFile: path, encoding: .utf8)
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; then records an issue
+/// naming `what` and throws, so that the test stops there.
+func eventually(
+    _ what: String, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    if try await condition() { return }
+    Issue.record("timed out after \(timeout) waiting for: \(what)", sourceLocation: sourceLocation)
+    throw APIError(.requestTimeout, "timed out after \(timeout) waiting for \(what)")
 }

@@ -1,0 +1,51 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import UCP
+
+/// A node service running in a service group of its own on a free loopback port, started and
+/// stopped independently of the other nodes of a test.
+final class RunningNode: Sendable {
+    /// The port it listens on.
+    let port: Int
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    /// Its address.
+    var address: Address { Address(host: "127.0.0.1", port: port) }
+
+    /// Starts the service `make` builds (it is handed the `onListening` callback) and waits until
+    /// it listens.
+    static func start(
+        _ name: String, _ make: (_ onListening: @escaping @Sendable (Int) async -> Void) throws -> any Service
+    ) async throws -> RunningNode {
+        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
+        let service = try make { port in
+            sink.yield(port)
+            sink.finish()
+        }
+        var logger = Logger(label: name)
+        logger.logLevel = .warning
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: logger)
+        let task = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else {
+            await group.triggerGracefulShutdown()
+            _ = try? await task.value
+            throw APIError(.internalServerError, "\(name) did not start")
+        }
+        return RunningNode(port: port, group: group, task: task)
+    }
+
+    private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>) {
+        self.port = port
+        self.group = group
+        self.task = task
+    }
+
+    /// Stops it gracefully and waits until it has.
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}
