@@ -3,7 +3,7 @@ SWIFT ?= swift
 JOBS ?= 2
 APT_PACKAGES := libuv1-dev libjemalloc-dev libsodium-dev libsqlite3-dev cmake pkg-config valgrind
 
-.PHONY: all deps build demo test test-c test-c-sanitized test-swift bench bench-c format lint clean
+.PHONY: all deps build demo test test-c test-c-sanitized test-swift bench bench-c bench-jobs format lint clean
 
 all: build
 
@@ -43,9 +43,14 @@ test-c-sanitized: deps
 test-swift: deps
 	$(SWIFT) test
 
-bench: deps bench-c
+bench: deps bench-c bench-jobs
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark --format markdown --no-progress | tee ../build/benchmarks.md
 	python3 Benchmarks/ratios.py build/benchmarks.md
+
+# Jobs per second end to end on a local cluster (release build), beside the same job in-process.
+bench-jobs: deps
+	$(SWIFT) build -c release --product ucp
+	$$($(SWIFT) build -c release --show-bin-path)/ucp bench-jobs
 
 bench-c: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

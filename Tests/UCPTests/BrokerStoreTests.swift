@@ -27,6 +27,15 @@ struct BrokerStoreTests {
             }
             #expect(throws: BrokerStoreError.duplicateJob(first.id)) { try store.submit(first, cause: nil) }
 
+            // An assigned job submitted again is handed back by its executor: queued once more.
+            let handed = Self.job(b: 5)
+            try store.submit(handed, cause: nil)
+            #expect(try store.assign(handed.id, to: UUID(), stamp: ClockStamp(clock: ["b": 6])))
+            #expect(try store.submit(Self.job(handed.id, b: 7), cause: Dot(node: "x", seq: 1)) == .queued)
+            #expect(try store.job(handed.id)?.state == .queued)
+            #expect(try store.job(handed.id)?.executorID == nil)
+            #expect(try store.events(of: handed.id).map(\.kind) == [.submitted, .assigned, .requeued])
+
             var tick: UInt64 = 10
             let stamp = { () -> ClockStamp in
                 tick += 1

@@ -315,9 +315,13 @@ public final class BrokerStore: Sendable {
     /// Records a new job, `waiting` when some job in its `wait_for` is not done yet and `queued`
     /// otherwise (the state in `job` is ignored), and logs `submitted`; returns the state given.
     ///
+    /// A job submitted again while it is `assigned` is being handed back by its executor (which
+    /// is shutting down and hands back what it has not started): it goes back to the queue, as a
+    /// pruned executor's jobs do, with a `requeued` event, and `queued` is returned.
+    ///
     /// - Throws: ``BrokerStoreError/duplicateJob(_:)`` when a job with that id exists (unless it
-    ///   was deleted before it ran, which frees the id); ``BrokerStoreError/unknownJobs(_:)``
-    ///   when `wait_for` names jobs never submitted.
+    ///   was deleted before it ran, which frees the id, or is handed back);
+    ///   ``BrokerStoreError/unknownJobs(_:)`` when `wait_for` names jobs never submitted.
     @discardableResult
     public func submit(_ job: JobRecord, cause: Dot?) throws(BrokerStoreError) -> JobState {
         try write { db in
@@ -325,6 +329,14 @@ public final class BrokerStore: Sendable {
             if let row = try Row.fetchOne(db, sql: "SELECT state, done FROM jobs WHERE id = ?", arguments: [key]) {
                 let state: String = row["state"]
                 let done: String? = row["done"]
+                if state == JobState.assigned.rawValue, done == nil {
+                    try db.execute(
+                        sql: "UPDATE jobs SET state = 'queued', executor_id = NULL, assigned = NULL WHERE id = ?",
+                        arguments: [key])
+                    try Self.log(db, JobEvent(jobID: job.id, kind: .requeued, stamp: job.submitted, cause: cause))
+                    try Self.mergeClock(db, job.submitted.clock)
+                    return .queued
+                }
                 guard state == JobState.deleted.rawValue, done == nil else {
                     throw BrokerStoreError.duplicateJob(job.id)
                 }
