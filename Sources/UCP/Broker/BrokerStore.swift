@@ -27,6 +27,10 @@ public final class BrokerStore: Sendable {
         path = (rootdir as NSString).appendingPathComponent("broker.sqlite")
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
+        // WAL with synchronous=NORMAL: a commit survives the broker's crash or kill -9 (the WAL
+        // is in the kernel's hands) and the database stays consistent after a power loss, which
+        // may lose the last transactions. FULL would fsync every commit: several per job.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
