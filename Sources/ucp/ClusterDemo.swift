@@ -32,30 +32,8 @@ struct ClusterDemo {
         let client = cluster.client()
         defer { Task { await client.shutdown() } }
 
-        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
-        var quiet = Logger(label: "ucp.demo")
-        quiet.logLevel = .warning
-        let listener = try ResultListener(
-            folder: folder + "/results", host: "127.0.0.1", port: 0, clock: client.clock, logger: quiet
-        ) { port in
-            sink.yield(port)
-            sink.finish()
-        }
-        let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await services.run() }
-            do {
-                var iterator = ports.makeAsyncIterator()
-                guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
-                try await runBatch(
-                    cluster: cluster, client: client, listener: listener,
-                    resultAddr: Address(host: "127.0.0.1", port: port))
-            } catch {
-                await services.triggerGracefulShutdown()
-                throw error
-            }
-            await services.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        try await cluster.withResultListener(client: client) { listener, address in
+            try await runBatch(cluster: cluster, client: client, listener: listener, resultAddr: address)
         }
     }
 

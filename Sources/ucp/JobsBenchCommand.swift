@@ -38,28 +38,20 @@ struct JobsBenchCommand: AsyncParsableCommand {
         defer { Task { await client.shutdown() } }
         try await client.put(name: "bench/hello.wasm", bytes: try ShippedJob.hello.wasm())
 
-        var quiet = Logger(label: "ucp.bench")
-        quiet.logLevel = .warning
-        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
-        let listener = try ResultListener(
-            folder: folder + "/results", host: "127.0.0.1", port: 0, clock: client.clock, logger: quiet
-        ) { port in
-            sink.yield(port)
-            sink.finish()
-        }
-        let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await services.run() }
-            defer { tasks.cancelAll() }  // only on an error: the normal path waits below
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
-            let resultAddr = Address(host: "127.0.0.1", port: port)
-            _ = try await measure(jobs: max(10, jobs / 10), client: client, listener: listener, resultAddr: resultAddr)
-            let (elapsed, latencies) = try await measure(
-                jobs: jobs, client: client, listener: listener, resultAddr: resultAddr)
+        let jobs = self.jobs
+        let concurrency = self.concurrency
+        let executors = self.executors
+        try await cluster.withResultListener(client: client) { listener, resultAddr in
+            _ = try await Self.measure(
+                jobs: max(10, jobs / 10), concurrency: concurrency, client: client, listener: listener,
+                resultAddr: resultAddr)
+            let (elapsed, latencies) = try await Self.measure(
+                jobs: jobs, concurrency: concurrency, client: client, listener: listener, resultAddr: resultAddr)
             let rate = Double(jobs) / elapsed.seconds
             let sorted = latencies.sorted()
-            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))].seconds * 1000 }
+            func percentile(_ p: Double) -> Double {
+                sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))].seconds * 1000
+            }
             print("")
             print("| measure | value |")
             print("|---|---:|")
@@ -69,15 +61,14 @@ struct JobsBenchCommand: AsyncParsableCommand {
             print("| submit → result p99 | \(String(format: "%.1f", percentile(0.99))) ms |")
             print("| baseline: same job on an in-process JobRunner | \(String(format: "%.0f", baseline)) jobs/s |")
             print("| end to end / baseline | \(String(format: "%.2f", rate / baseline))x |")
-            await services.triggerGracefulShutdown()
-            try await tasks.waitForAll()
         }
     }
 
     /// Runs `jobs` hello jobs with `concurrency` in flight; returns the wall time and each job's
     /// submit-to-result latency.
-    private func measure(jobs: Int, client: UCPClient, listener: ResultListener, resultAddr: Address) async throws
-        -> (Duration, [Duration])
+    private static func measure(
+        jobs: Int, concurrency: Int, client: UCPClient, listener: ResultListener, resultAddr: Address
+    ) async throws -> (Duration, [Duration])
     {
         let start = ContinuousClock.now
         var latencies: [Duration] = []

@@ -1,6 +1,7 @@
 import Causal
 import Foundation
 import Logging
+import ServiceLifecycle
 import UCP
 
 /// A broker, a datastore and executors as separate `ucp` processes on 127.0.0.1, in a folder of
@@ -113,6 +114,38 @@ final class LocalCluster: Sendable {
             views.append((name, try? await client.http.decode(ClockView.self, .GET, address, "/clock")))
         }
         return views.map { (name: $0.0, view: $0.1) }
+    }
+
+    /// Runs a result listener for `client` (results saved under the cluster's folder) for the
+    /// length of `body`, which gets it and its address (the `result_addr` of the jobs).
+    func withResultListener<T: Sendable>(
+        client: UCPClient, _ body: (ResultListener, Address) async throws -> T
+    ) async throws -> T {
+        var quiet = Logger(label: "ucp.results")
+        quiet.logLevel = .warning
+        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
+        let listener = try ResultListener(
+            folder: folder + "/results", host: "127.0.0.1", port: 0, clock: client.clock, logger: quiet
+        ) { port in
+            sink.yield(port)
+            sink.finish()
+        }
+        let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await services.run() }
+            let result: T
+            do {
+                var iterator = ports.makeAsyncIterator()
+                guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
+                result = try await body(listener, Address(host: "127.0.0.1", port: port))
+            } catch {
+                await services.triggerGracefulShutdown()
+                throw error
+            }
+            await services.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        }
     }
 
     /// Stops every process: SIGTERM, then SIGKILL after a grace period; executors first.

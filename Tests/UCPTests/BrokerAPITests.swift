@@ -263,31 +263,14 @@ struct BrokerAPITests {
     }
 }
 
-/// Runs a ``BrokerNode`` in a service group for the length of `body`, which gets its base URL.
+/// Runs a ``BrokerNode`` for the length of `body`, which gets its base URL.
 func withBrokerNode(_ configuration: BrokerConfiguration, _ body: @Sendable (String) async throws -> Void) async throws
 {
-    let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "broker-node-test")
     logger.logLevel = .warning
-    let node = BrokerNode(configuration: configuration, logger: logger) { port in
-        portSink.yield(port)
-        portSink.finish()
-    }
-    let services = ServiceGroup(services: [node], gracefulShutdownSignals: [], logger: logger)
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await services.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            await services.triggerGracefulShutdown()
-            throw APIError(.internalServerError, "the broker did not start")
-        }
-        do {
-            try await body("http://127.0.0.1:\(port)")
-        } catch {
-            await services.triggerGracefulShutdown()
-            throw error
-        }
-        await services.triggerGracefulShutdown()
-        try await group.waitForAll()
+    try await withNode("broker") {
+        BrokerNode(configuration: configuration, logger: logger, onListening: $0)
+    } _: { node in
+        try await body("http://127.0.0.1:\(node.port)")
     }
 }

@@ -15,29 +15,12 @@ func withDatastoreNode(
 ) async throws {
     try await withTemporaryFolder { folder in
         let store = try Datastore(rootdir: folder + "/ds", maxItemBytes: maxItemBytes)
-        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "datastore-test")
         logger.logLevel = .warning
-        let app = DatastoreAPI(store: store, id: id).application(host: "127.0.0.1", port: 0, logger: logger) { port in
-            portSink.yield(port)
-            portSink.finish()
-        }
-        let services = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else {
-                await services.triggerGracefulShutdown()
-                throw APIError(.internalServerError, "the node did not start")
-            }
-            do {
-                try await body("http://127.0.0.1:\(port)", store)
-            } catch {
-                await services.triggerGracefulShutdown()
-                throw error
-            }
-            await services.triggerGracefulShutdown()
-            try await group.waitForAll()
+        try await withNode("datastore") {
+            DatastoreAPI(store: store, id: id).application(host: "127.0.0.1", port: 0, logger: logger, onServerRunning: $0)
+        } _: { node in
+            try await body("http://127.0.0.1:\(node.port)", store)
         }
     }
 }

@@ -15,34 +15,15 @@ func withDatastoreNode(
     broker: Address, rootdir: String, maxItemBytes: Int64 = 1 << 30, heartbeat: Duration = .milliseconds(200),
     _ body: @Sendable (String) async throws -> Void
 ) async throws {
-    let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "datastore-node-test")
     logger.logLevel = .warning
-    let node = DatastoreNode(
-        configuration: DatastoreConfiguration(
-            host: "127.0.0.1", port: 0, rootdir: rootdir, broker: broker, maxItemBytes: maxItemBytes,
-            heartbeatInterval: heartbeat, maxRetryInterval: .milliseconds(200), logLevel: .warning),
-        logger: logger
-    ) { port in
-        portSink.yield(port)
-        portSink.finish()
-    }
-    let services = ServiceGroup(services: [node], gracefulShutdownSignals: [], logger: logger)
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await services.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            await services.triggerGracefulShutdown()
-            throw APIError(.internalServerError, "the datastore did not start")
-        }
-        do {
-            try await body("http://127.0.0.1:\(port)")
-        } catch {
-            await services.triggerGracefulShutdown()
-            throw error
-        }
-        await services.triggerGracefulShutdown()
-        try await group.waitForAll()
+    let configuration = DatastoreConfiguration(
+        host: "127.0.0.1", port: 0, rootdir: rootdir, broker: broker, maxItemBytes: maxItemBytes,
+        heartbeatInterval: heartbeat, maxRetryInterval: .milliseconds(200), logLevel: .warning)
+    try await withNode("datastore") {
+        DatastoreNode(configuration: configuration, logger: logger, onListening: $0)
+    } _: { node in
+        try await body("http://127.0.0.1:\(node.port)")
     }
 }
 

@@ -98,7 +98,7 @@ struct ExecutorNodeTests {
                     try await eventually("the spin job running") { node.executor?.status(of: spin)?.state == .running }
                     #expect(try await submitToExecutor(address, hello, try shippedJobInfo(.hello, hello, broker: broker)).0 == 200)
                     try await eventually("the hello job queued") { node.executor?.status(of: hello)?.state == .queued }
-                    await group.triggerGracefulShutdown()
+                    await group.beginStopping()
                     try await eventually("refusing jobs") { node.executor?.isAccepting == false }
                     let (status, body) = try await submitToExecutor(address, UUID(), try shippedJobInfo(.hello, UUID(), broker: broker))
                     #expect(status == 503)

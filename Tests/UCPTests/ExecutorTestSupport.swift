@@ -160,34 +160,20 @@ func testExecutorConfiguration(broker: Address, rootdir: String) throws -> Execu
 }
 
 /// Runs an executor node with `configuration` for the length of `body`, which gets the node, its
-/// address and its service group; shuts it down gracefully afterwards and waits for it to stop.
+/// address and the running node (to stop it early); stops it gracefully afterwards and waits.
 func withExecutorNode(
     _ configuration: ExecutorConfiguration,
-    _ body: @Sendable (ExecutorNode, Address, ServiceGroup) async throws -> Void
+    _ body: @Sendable (ExecutorNode, Address, RunningNode) async throws -> Void
 ) async throws {
-    let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "executor-test")
     logger.logLevel = .warning
-    let node = ExecutorNode(configuration: configuration, logger: logger) { port in
-        portSink.yield(port)
-        portSink.finish()
-    }
-    let group = ServiceGroup(services: [node], gracefulShutdownSignals: [], logger: logger)
-    try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            await group.triggerGracefulShutdown()
-            throw APIError(.internalServerError, "the executor did not start")
-        }
-        do {
-            try await body(node, Address(host: "127.0.0.1", port: port), group)
-        } catch {
-            await group.triggerGracefulShutdown()
-            throw error
-        }
-        await group.triggerGracefulShutdown()
-        try await tasks.waitForAll()
+    var made: ExecutorNode?
+    try await withNode("executor") { onListening in
+        let node = ExecutorNode(configuration: configuration, logger: logger, onListening: onListening)
+        made = node
+        return node
+    } _: { running in
+        try await body(made!, running.address, running)
     }
 }
 

@@ -13,29 +13,12 @@ import UCP
 func withServer<Context: RequestContext>(
     _ router: Router<Context>, _ body: @Sendable (Int) async throws -> Void
 ) async throws where Context.Source == ApplicationRequestContextSource {
-    let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "test-node")
     logger.logLevel = .warning
-    let app = NodeServer.application(router: router, host: "127.0.0.1", port: 0, logger: logger) { port in
-        portSink.yield(port)
-        portSink.finish()
-    }
-    let services = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await services.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            await services.triggerGracefulShutdown()
-            throw APIError(.internalServerError, "the node did not start")
-        }
-        do {
-            try await body(port)
-        } catch {
-            await services.triggerGracefulShutdown()
-            throw error
-        }
-        await services.triggerGracefulShutdown()
-        try await group.waitForAll()
+    try await withNode("test-node") {
+        NodeServer.application(router: router, host: "127.0.0.1", port: 0, logger: logger, onServerRunning: $0)
+    } _: { node in
+        try await body(node.port)
     }
 }
 

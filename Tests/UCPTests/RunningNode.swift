@@ -43,9 +43,31 @@ final class RunningNode: Sendable {
         self.task = task
     }
 
+    /// Asks it to stop gracefully, without waiting.
+    func beginStopping() async {
+        await group.triggerGracefulShutdown()
+    }
+
     /// Stops it gracefully and waits until it has.
     func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
+    }
+}
+
+/// Runs the node `make` builds for the length of `body`, then stops it gracefully and waits until
+/// it has, whether `body` returns or throws.
+func withNode<T>(
+    _ name: String, _ make: (_ onListening: @escaping @Sendable (Int) async -> Void) throws -> any Service,
+    _ body: (RunningNode) async throws -> T
+) async throws -> T {
+    let node = try await RunningNode.start(name, make)
+    do {
+        let result = try await body(node)
+        await node.stop()
+        return result
+    } catch {
+        await node.stop()
+        throw error
     }
 }

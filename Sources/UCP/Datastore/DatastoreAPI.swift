@@ -2,7 +2,6 @@ import Causal
 import Foundation
 import Hummingbird
 import Logging
-import MultipartKit
 
 /// The datastore node's HTTP API, route for route UCP's:
 ///
@@ -136,13 +135,7 @@ public struct DatastoreAPI: Sendable {
 
     private func put(_ request: Request) async throws -> Response {
         let name = try Self.name(in: request.uri.path, after: "/data/")
-        guard let contentType = request.headers[.contentType], let media = MediaType(from: contentType),
-            media.type == .multipart,
-            let boundary = media.parameter.flatMap({ $0.name == "boundary" ? $0.value : nil }),
-            !boundary.isEmpty
-        else {
-            throw APIError(.badRequest, "expected a multipart/form-data body with a boundary")
-        }
+        let boundary = try MultipartDataField.boundary(of: request)
         if let length = request.headers[.contentLength].flatMap({ Int64($0) }),
             length > store.maxItemBytes + Self.maxFramingBytes
         {
@@ -253,87 +246,29 @@ struct PathEncodingResponder<Next: HTTPResponder>: HTTPResponder where Next.Cont
     }
 }
 
-/// Feeds a request body through `MultipartParser` and streams the `data` field into an upload.
-///
-/// Memory stays bounded: the parser keeps only the current header line, field bodies other than
-/// `data` are counted and dropped, and everything outside the `data` field (framing, headers,
-/// other fields) may add up to `maxFramingBytes` at most.
+/// Streams the `data` field of a request body into a datastore upload, with at most
+/// `maxFramingBytes` outside that field (framing, headers, other fields).
 final class MultipartUpload {
-    private let parser: MultipartParser
+    private let field: MultipartDataField
     private let upload: Upload
     private let maxFramingBytes: Int64
-    private var headers: [(String, String)] = []
-    private var inData = false
-    private var sawData = false
-    private var finishedData = false
-    private var fed: Int64 = 0
-    private var failure: DatastoreError?
 
     init(upload: Upload, boundary: String, maxFramingBytes: Int64) {
-        self.parser = MultipartParser(boundary: boundary)
         self.upload = upload
         self.maxFramingBytes = maxFramingBytes
-        parser.onHeader = { [unowned self] name, value in
-            self.headers.append((name, value))
-        }
-        parser.onBody = { [unowned self] buffer in
-            if self.headers.isEmpty == false {
-                self.inData = !self.sawData && Self.isDataField(self.headers)
-                if self.inData { self.sawData = true }
-                self.headers.removeAll()
-            }
-            guard self.inData, self.failure == nil else { return }
-            buffer.withUnsafeReadableBytes { bytes in
-                do throws(DatastoreError) {
-                    try self.upload.write(bytes)
-                } catch {
-                    self.failure = error
-                }
-            }
-        }
-        parser.onPartComplete = { [unowned self] in
-            // A part with an empty body never reached onBody: decide here.
-            if !self.headers.isEmpty, !self.sawData, Self.isDataField(self.headers) {
-                self.sawData = true
-                self.inData = true
-            }
-            if self.inData { self.finishedData = true }
-            self.inData = false
-            self.headers.removeAll()
+        self.field = MultipartDataField(boundary: boundary) { buffer in
+            try buffer.withUnsafeReadableBytes { bytes throws(DatastoreError) in try upload.write(bytes) }
         }
     }
 
     /// Parses the next chunk of the body.
     func feed(_ chunk: ByteBuffer) throws {
-        fed += Int64(chunk.readableBytes)
-        do {
-            try parser.execute(chunk)
-        } catch {
-            throw APIError(.badRequest, "malformed multipart body")
-        }
-        if let failure { throw failure }
-        if fed - upload.count > maxFramingBytes {
+        try field.feed(chunk)
+        if field.fed - upload.count > maxFramingBytes {
             throw APIError(.badRequest, "more than \(maxFramingBytes) bytes outside the data field")
         }
     }
 
     /// Checks that a complete `data` field arrived.
-    func finish() throws {
-        guard sawData else { throw APIError(.badRequest, "the multipart body has no field named data") }
-        guard finishedData else { throw APIError(.badRequest, "the multipart body ends inside the data field") }
-    }
-
-    /// True when the part's `Content-Disposition` is `form-data` with `name="data"`.
-    static func isDataField(_ headers: [(String, String)]) -> Bool {
-        guard let disposition = headers.first(where: { $0.0.lowercased() == "content-disposition" })?.1 else {
-            return false
-        }
-        for parameter in disposition.split(separator: ";").dropFirst() {
-            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            if pair.count == 2, pair[0].lowercased() == "name" {
-                return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) == "data"
-            }
-        }
-        return false
-    }
+    func finish() throws { try field.finish() }
 }
