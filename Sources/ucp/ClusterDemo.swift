@@ -26,15 +26,23 @@ struct ClusterDemo {
         let stopOnSignal = SignalStopper { cluster.stop() }
         defer {
             stopOnSignal.cancel()
-            cluster.stop()
             if !keep { try? FileManager.default.removeItem(atPath: folder) }
         }
         let client = cluster.client()
-        defer { Task { await client.shutdown() } }
+        do {
 
-        try await cluster.withResultListener(client: client) { listener, address in
-            try await runBatch(cluster: cluster, client: client, listener: listener, resultAddr: address)
+            try await cluster.withResultListener(client: client) { listener, address in
+                try await runBatch(cluster: cluster, client: client, listener: listener, resultAddr: address)
+            }
+        } catch {
+            await client.shutdown()
+            cluster.stop()
+            throw error
         }
+        await client.shutdown()
+        let unclean = cluster.stop()
+        print("\nstopped \(cluster.processes.count - unclean.count) of \(cluster.processes.count) processes cleanly (SIGTERM, exit 0)")
+        if !unclean.isEmpty { throw DemoError("did not stop cleanly: \(unclean.joined(separator: ", "))") }
     }
 
     private func runBatch(cluster: LocalCluster, client: UCPClient, listener: ResultListener, resultAddr: Address)

@@ -23,8 +23,9 @@ final class ClusterProcess: Sendable {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
-    /// Starts `ucp arguments...`, its standard error appended to `logPath`.
-    init(name: String, arguments: [String], logPath: String) throws {
+    /// Starts `executable arguments...` (this `ucp` by default), its standard error appended to
+    /// `logPath`.
+    init(name: String, arguments: [String], logPath: String, executable: String = ClusterProcess.executablePath) throws {
         self.name = name
         self.logPath = logPath
         var out: [Int32] = [0, 0]
@@ -50,7 +51,6 @@ final class ClusterProcess: Sendable {
         sigemptyset(&none)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let executable = Self.executablePath
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid = pid_t()

@@ -22,7 +22,7 @@ final class LocalCluster: Sendable {
     /// data, or throws after `timeout`.
     static func start(
         in folder: String, executors: Int, timeLimit: Double, heartbeatSeconds: Double = 2,
-        timeout: Duration = .seconds(60), log: (String) -> Void
+        timeout: Duration = .seconds(60), executable: String = ClusterProcess.executablePath, log: (String) -> Void
     ) async throws -> LocalCluster {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let keyFile = folder + "/cluster.key"
@@ -33,7 +33,7 @@ final class LocalCluster: Sendable {
         func start(_ name: String, _ arguments: [String]) throws -> Address {
             let process = try ClusterProcess(
                 name: name, arguments: arguments + ["--port", "0", "--key-file", keyFile, "--log-level", "warning"],
-                logPath: "\(folder)/\(name).log")
+                logPath: "\(folder)/\(name).log", executable: executable)
             processes.append(process)
             let port = try process.waitUntilListening(timeout: timeout)
             let address = Address(host: "127.0.0.1", port: port)
@@ -148,8 +148,10 @@ final class LocalCluster: Sendable {
         }
     }
 
-    /// Stops every process: SIGTERM, then SIGKILL after a grace period; executors first.
-    func stop() {
-        for process in processes.reversed() { process.stop() }
+    /// Stops every process: SIGTERM, then SIGKILL after a grace period; executors first. Returns
+    /// the names of those that did not exit cleanly (status 0 after SIGTERM).
+    @discardableResult
+    func stop() -> [String] {
+        processes.reversed().compactMap { process in process.stop() == 0 ? nil : process.name }
     }
 }

@@ -25,7 +25,7 @@ struct ClusterDemoTests {
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(!text.contains("FAIL"), "\(text)")
         for line in ["ok   hello #1", "ok   sum 1...10", "ok   echo after hello #1", "ok   trap (fails)",
-                     "ok   spin (time limit 1 s)", "violations: 0"] {
+                     "ok   spin (time limit 1 s)", "violations: 0", "stopped 4 of 4 processes cleanly"] {
             #expect(text.contains(line), "missing \(line) in:\n\(text)")
         }
         // Every process the demo started has stopped: none of them still holds its pid.
