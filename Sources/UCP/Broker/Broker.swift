@@ -25,6 +25,10 @@ import Synchronization
 /// - Executors silent for ``BrokerConfiguration/pruneAfter`` are pruned and their assigned jobs
 ///   go back to the queue. A restarted broker gives every executor a fresh `pruneAfter` from its
 ///   start, since it could not hear heartbeats while it was down.
+/// - Results are first come, first served (``ResultLedger``): the first result for a job is
+///   accepted, every later one from another executor is recorded and refused (409) before any of
+///   it is forwarded or stored; a `done` from an executor whose result was refused changes
+///   nothing.
 ///
 /// Thread-safe.
 public final class Broker: Sendable {
@@ -40,6 +44,8 @@ public final class Broker: Sendable {
     public let metrics: NodeMetrics
     /// Its configuration.
     public let configuration: BrokerConfiguration
+    /// Its first-come-first-served result ledger, kept in `store`.
+    public let ledger: ResultLedger
     let logger: Logger
     let now: @Sendable () -> Double
     let startedAt: Double
@@ -99,6 +105,7 @@ public final class Broker: Sendable {
         self.clock = NodeClock(nodeID: Membership.id(of: id), role: .member, clock: saved)
         self.client = NodeHTTPClient(clock: clock, auth: configuration.auth, defaultTimeout: configuration.callTimeout)
         self.gauges = Gauges(metrics)
+        self.ledger = ResultLedger(store: store, metrics: metrics)
         dispatch.withLock { $0.savedClock = saved }
     }
 
