@@ -158,15 +158,18 @@ public final class Broker: Sendable {
     }
 
     /// Queued jobs that are neither being dispatched nor waiting for a retry, marked in flight.
+    ///
+    /// The queue is read under the lock: a job that `submit` assigns and releases between a
+    /// read outside it and the in-flight check would otherwise be sent a second time.
     private func jobsToDispatch(at moment: Double) -> [JobRecord] {
-        let queued: [JobRecord]
-        do {
-            queued = try store.queuedJobs()
-        } catch {
-            logger.error("cannot read the queue: \(error)")
-            return []
-        }
-        return dispatch.withLock { state in
+        dispatch.withLock { state in
+            let queued: [JobRecord]
+            do {
+                queued = try store.queuedJobs()
+            } catch {
+                logger.error("cannot read the queue: \(error)")
+                return []
+            }
             var chosen: [JobRecord] = []
             for job in queued where state.inFlight.count < configuration.maxConcurrentDispatches {
                 guard !state.inFlight.contains(job.id), (state.retryAt[job.id] ?? 0) <= moment else { continue }
