@@ -141,7 +141,7 @@ struct ResultLedgerAPITests {
         let sink = ResultSink()
         try await withBroker({
             $0.heartbeatInterval = .milliseconds(200)
-            $0.pruneAfter = .milliseconds(800)
+            $0.pruneAfter = .seconds(2)
         }) { _, broker in
             try await withServer(sink.router()) { sinkPort in
                 let base = "http://\(broker)"
@@ -149,6 +149,8 @@ struct ResultLedgerAPITests {
                 let after = UUID()
                 try await withServer(old.router()) { port in
                     _ = try await send(.PUT, base + "/executors/register", json: old.registration(port: port))
+                    // A fresh heartbeat, so that the executor outlives the submission on a loaded machine.
+                    _ = try await send(.PUT, base + "/executors/heartbeat/\(old.idText)", json: #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#)
                     let (status, body) = try await send(
                         .PUT, base + "/job/submit/\(id)",
                         json: submission(resultAddr: #"{"host":"127.0.0.1","port":\#(sinkPort)}"#))
