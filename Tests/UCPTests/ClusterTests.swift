@@ -95,6 +95,11 @@ final class TestCluster: @unchecked Sendable {  // mutated only by the test that
         try await client.http.decode(JobView.self, .GET, broker.address, "/job/\(Membership.id(of: id))")
     }
 
+    /// The broker's result ledger of a job.
+    func ledger(_ id: UUID) async throws -> LedgerView {
+        try await client.http.decode(LedgerView.self, .GET, broker.address, "/ledger/\(Membership.id(of: id))")
+    }
+
     func stop() async {
         for node in executors + [datastore, results, broker].compactMap({ $0 }) { await node.stop() }
         await client?.shutdown()
@@ -145,6 +150,9 @@ struct ClusterTests {
         let helloZip = try ResultZip(path: try await cluster.listener.result(for: first, timeout: .seconds(60)))
         #expect(helloZip.stdout == "Hello, world!\n")
         #expect(sumZip.stdout == "42\n")
+        // The real executor's result went through the ledger, attributed by its dot.
+        let ledger = try await cluster.ledger(first)
+        #expect(ledger.accepted?.executor != nil && ledger.rejected.isEmpty)
         let done = try #require(try await cluster.view(first).done)
         let assigned = try #require(try await cluster.view(second).assigned)
         #expect(done.compare(assigned) == .before)
@@ -168,6 +176,7 @@ struct ClusterTests {
         let remembered = try await cluster.view(first)
         #expect(remembered.done == done, "the job, done (then deleted by its executor, as UCP's does), is still known")
         #expect([.done, .deleted].contains(remembered.state))
+        #expect(try await cluster.ledger(first).accepted == ledger.accepted, "the ledger is durable")
         #expect(try await cluster.client.http.decode(Int.self, .GET, cluster.broker.address, "/executors/count") == 1)
         let after = try await cluster.client.http.decode(ClockView.self, .GET, cluster.broker.address, "/clock")
         #expect(before.stamp.compare(after.stamp) == .before, "the restarted broker's clock continues")

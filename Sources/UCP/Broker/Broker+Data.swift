@@ -9,16 +9,35 @@ extension Broker {
     /// on a live datastore with more free bytes than the upload, chosen at random, and records
     /// where it went. Memory stays bounded: the body streams from the caller to the datastore.
     ///
+    /// `<job_id>/result` of a known job is that job's result (an executor stores it so when the
+    /// job has no `result_addr`, or when delivering it failed): it goes through the
+    /// ``ResultLedger`` first, with `cause` naming the sender, as ``deliverResult(of:body:contentType:contentLength:cause:)``.
+    ///
     /// - Throws: ``BrokerError`` 400 for a body that is not multipart, 413 past
-    ///   ``BrokerConfiguration/maxUploadBytes``, 503 when no datastore has room, the
-    ///   datastore's 400/409/413 as they are, 502 for any other datastore failure.
+    ///   ``BrokerConfiguration/maxUploadBytes``, 409 for a result the ledger refused, 503 when
+    ///   no datastore has room, the datastore's 400/409/413 as they are, 502 for any other
+    ///   datastore failure.
     public func storeData<Body: AsyncSequence & Sendable>(
-        _ name: DataName, body: Body, contentType: String?, contentLength: Int64?
+        _ name: DataName, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
     ) async throws(BrokerError) where Body.Element == ByteBuffer {
         let contentType = try Self.multipartType(contentType)
         if let contentLength, contentLength > configuration.maxUploadBytes {
             throw BrokerError(.tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
         }
+        let segments = name.segments
+        if segments.count == 2, segments[1] == "result", let id = UUID(uuidString: String(segments[0])),
+            let job = try? store.job(id)
+        {
+            try await claimResult(of: job, sender: cause, body: body)
+        }
+        try await place(name, body: body, contentType: contentType, contentLength: contentLength)
+    }
+
+    /// Stores `body` as `name` on a datastore with room, as ``storeData(_:body:contentType:contentLength:cause:)``
+    /// does, without asking the ledger.
+    func place<Body: AsyncSequence & Sendable>(
+        _ name: DataName, body: Body, contentType: String, contentLength: Int64?
+    ) async throws(BrokerError) where Body.Element == ByteBuffer {
         let datastore = try await datastoreWithRoom(for: contentLength ?? 0)
         try await pass(
             body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType,
@@ -97,14 +116,25 @@ extension Broker {
     /// to the client at the job's `result_addr` (`PUT /result/{job_id}`), or, when its host is
     /// empty, to a datastore as `<job_id>/result`. The event is stamped and logged.
     ///
+    /// The ``ResultLedger`` decides first, with `cause` (the request's dot) naming the sender:
+    /// a result refused there is drained unread and never forwarded or stored. A result
+    /// accepted stays accepted when its delivery fails; the same executor sending it again (or
+    /// storing it as `<job_id>/result`) is that result retried.
+    ///
     /// - Throws: ``BrokerError`` 404 for a job never submitted (a result is never dropped with
-    ///   a 200); 502 when the client or datastore failed (the caller keeps the result and may
-    ///   store it itself, as UCP's executor does); 503 when no datastore has room.
+    ///   a 200); 409 with the accepted entry when another executor's result came first; 502 when
+    ///   the client or datastore failed (the caller keeps the result and may store it itself, as
+    ///   UCP's executor does); 503 when no datastore has room.
     public func deliverResult<Body: AsyncSequence & Sendable>(
         of id: UUID, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
     ) async throws(BrokerError) where Body.Element == ByteBuffer {
         let job = try self.job(id)
         let contentType = try Self.multipartType(contentType)
+        if let contentLength, contentLength > configuration.maxUploadBytes {
+            throw BrokerError(
+                .tooLarge, "the result is larger than the limit of \(configuration.maxUploadBytes) bytes")
+        }
+        try await claimResult(of: job, sender: cause, body: body)
         let key = Membership.id(of: id)
         if job.info.resultAddr.isUnset {
             let name: DataName
@@ -113,13 +143,9 @@ extension Broker {
             } catch {
                 throw BrokerError(.internalError, "\(error)")
             }
-            try await storeData(name, body: body, contentType: contentType, contentLength: contentLength)
+            try await place(name, body: body, contentType: contentType, contentLength: contentLength)
             try? store.log(JobEvent(jobID: id, kind: .resultStored, stamp: clock.event(), cause: cause))
         } else {
-            if let contentLength, contentLength > configuration.maxUploadBytes {
-                throw BrokerError(
-                    .tooLarge, "the result is larger than the limit of \(configuration.maxUploadBytes) bytes")
-            }
             do throws(BrokerError) {
                 try await pass(
                     body, to: job.info.resultAddr, path: "/result/\(key)", contentType: contentType,
@@ -137,6 +163,44 @@ extension Broker {
     }
 
     // MARK: - Internals
+
+    /// Asks the ledger about a result for `job` sent by `sender` (the request's dot; without one,
+    /// the job's assigned executor). Returns when it is accepted or retried; when refused,
+    /// drains `body` (at most ``BrokerConfiguration/maxUploadBytes``) and throws 409 with the
+    /// accepted entry.
+    func claimResult<Body: AsyncSequence & Sendable>(of job: JobRecord, sender: Dot?, body: Body)
+        async throws(BrokerError) where Body.Element == ByteBuffer
+    {
+        let executor = sender.map { UUID(uuidString: $0.node) } ?? job.executorID
+        let claim = LedgerEntry(jobID: job.id, executor: executor, dot: sender, stamp: clock.event(), at: now())
+        let verdict: LedgerVerdict
+        do {
+            verdict = try ledger.decide(claim)
+        } catch {
+            throw BrokerError(error)
+        }
+        let key = Membership.id(of: job.id)
+        switch verdict {
+        case .accepted(let entry):
+            let executor = entry.executor.map { Membership.id(of: $0) } ?? "unknown"
+            logger.debug("result accepted", metadata: ["job": "\(key)", "executor": "\(executor)"])
+        case .retried:
+            logger.info("accepted result sent again", metadata: ["job": "\(key)"])
+        case .rejected(let rejection, let accepted):
+            logger.info(
+                "result refused", metadata: ["job": "\(key)", "sender": "\(sender?.description ?? "unknown")"])
+            var drained: Int64 = 0
+            do {
+                for try await chunk in body {
+                    drained += Int64(chunk.readableBytes)
+                    if drained > configuration.maxUploadBytes { break }
+                }
+            } catch {
+                // The sender went away: there is nothing left to drain.
+            }
+            throw BrokerError(.conflict, rejection.reason, accepted: accepted)
+        }
+    }
 
     /// A live datastore with more than `bytes` free, chosen at random among those that do.
     func datastoreWithRoom(for bytes: Int64) async throws(BrokerError) -> DatastoreEntry {

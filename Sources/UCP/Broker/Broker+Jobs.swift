@@ -116,10 +116,21 @@ extension Broker {
         return .refused(failures.joined(separator: "; "))
     }
 
-    /// Marks job `id` done (its executor says so) and releases the jobs waiting for it.
+    /// Marks job `id` done (its executor says so) and releases the jobs waiting for it. A `done`
+    /// whose dot names an executor other than the one whose result the ledger accepted comes
+    /// from an executor that lost the race: it changes nothing (and is answered as a success,
+    /// as a repeated `done` is).
     ///
     /// - Throws: ``BrokerError`` 404 for a job never submitted.
     public func done(_ id: UUID, cause: Dot? = nil) throws(BrokerError) {
+        if let cause, let sender = UUID(uuidString: cause.node),
+            let winner = (try? store.acceptedResult(of: id))?.executor, winner != sender
+        {
+            logger.info(
+                "ignored done from an executor whose result was refused",
+                metadata: ["job": "\(Membership.id(of: id))", "executor": "\(cause.node)"])
+            return
+        }
         do {
             let outcome = try store.markDone(id, stamp: { clock.event() }, cause: cause)
             if !outcome.released.isEmpty {

@@ -25,6 +25,10 @@ import Synchronization
 /// - Executors silent for ``BrokerConfiguration/pruneAfter`` are pruned and their assigned jobs
 ///   go back to the queue. A restarted broker gives every executor a fresh `pruneAfter` from its
 ///   start, since it could not hear heartbeats while it was down.
+/// - Results are first come, first served (``ResultLedger``): the first result for a job is
+///   accepted, every later one from another executor is recorded and refused (409) before any of
+///   it is forwarded or stored; a `done` from an executor whose result was refused changes
+///   nothing.
 ///
 /// Thread-safe.
 public final class Broker: Sendable {
@@ -40,6 +44,8 @@ public final class Broker: Sendable {
     public let metrics: NodeMetrics
     /// Its configuration.
     public let configuration: BrokerConfiguration
+    /// Its first-come-first-served result ledger, kept in `store`.
+    public let ledger: ResultLedger
     let logger: Logger
     let now: @Sendable () -> Double
     let startedAt: Double
@@ -99,6 +105,7 @@ public final class Broker: Sendable {
         self.clock = NodeClock(nodeID: Membership.id(of: id), role: .member, clock: saved)
         self.client = NodeHTTPClient(clock: clock, auth: configuration.auth, defaultTimeout: configuration.callTimeout)
         self.gauges = Gauges(metrics)
+        self.ledger = ResultLedger(store: store, metrics: metrics)
         dispatch.withLock { $0.savedClock = saved }
     }
 
@@ -151,15 +158,18 @@ public final class Broker: Sendable {
     }
 
     /// Queued jobs that are neither being dispatched nor waiting for a retry, marked in flight.
+    ///
+    /// The queue is read under the lock: a job that `submit` assigns and releases between a
+    /// read outside it and the in-flight check would otherwise be sent a second time.
     private func jobsToDispatch(at moment: Double) -> [JobRecord] {
-        let queued: [JobRecord]
-        do {
-            queued = try store.queuedJobs()
-        } catch {
-            logger.error("cannot read the queue: \(error)")
-            return []
-        }
-        return dispatch.withLock { state in
+        dispatch.withLock { state in
+            let queued: [JobRecord]
+            do {
+                queued = try store.queuedJobs()
+            } catch {
+                logger.error("cannot read the queue: \(error)")
+                return []
+            }
             var chosen: [JobRecord] = []
             for job in queued where state.inFlight.count < configuration.maxConcurrentDispatches {
                 guard !state.inFlight.contains(job.id), (state.retryAt[job.id] ?? 0) <= moment else { continue }

@@ -16,13 +16,14 @@ import NIOCore
 /// | `PUT /job/submit/{job_id}` `{"job_info": ..., "wait_for": [...]}` | the job id; 503 no capable executor (without `wait_for`), 404 `wait_for` names an unknown job, 409 id already submitted |
 /// | `PUT /job/done/{job_id}` | `null`; 404 unknown job |
 /// | `DELETE /job/{job_id}` | `null`; 404 unknown job, 502 a datastore failed to drop its data |
-/// | `PUT /data/{name}` multipart field `data` | `null`; 503 no datastore with room, 413 over the limit, 502 datastore failure |
+/// | `PUT /data/{name}` multipart field `data` | `null`; 503 no datastore with room, 413 over the limit, 502 datastore failure; `<job_id>/result` of a known job goes through the ledger (409 as for `PUT /result`) |
 /// | `GET /data/{name}?job_id=` | the bytes, streamed from the datastore holding them; 404 unknown |
 /// | `GET /list/data/{prefix}` | every name starting with `prefix` (a trailing `*` globs) |
-/// | `PUT /result/{job_id}` multipart field `data` | `null`: forwarded to the job's `result_addr`, or stored as `<job_id>/result`; 404 unknown job, 502/503 when it could not be delivered |
+/// | `PUT /result/{job_id}` multipart field `data` | `null`: forwarded to the job's `result_addr`, or stored as `<job_id>/result`; 404 unknown job, 409 (``LedgerConflict``) when another executor's result came first, 502/503 when it could not be delivered |
 /// | extension: `PUT /datastores/register` `{"hosts": [...], "datastore": {"address": ..., "id": ...}}` | `null`; 400 "Could not ping to verify" |
 /// | extension: `PUT /datastores/heartbeat/{id}` | `null`; 404 unknown datastore |
 /// | extension: `GET /job/{job_id}` | a ``JobView``; 404 unknown job |
+/// | extension: `GET /ledger/{job_id}` | a ``LedgerView``; 404 unknown job |
 /// | `GET /ping`, `GET /clock`, `GET /metrics` | as every node answers them (``NodeRoutes``) |
 ///
 /// Bodies that are not the expected JSON are answered 422 with a detail naming the field, as
@@ -109,10 +110,11 @@ public struct BrokerAPI: Sendable {
         }
         router.put("data/**") { request, _ in
             let name = try DatastoreAPI.name(in: request.uri.path, after: "/data/")
-            try await Self.run { () async throws(BrokerError) in
+            let cause = try ClockStamp.of(request)?.dot
+            try await Self.runLedgered { () async throws(BrokerError) in
                 try await broker.storeData(
                     name, body: request.body, contentType: request.headers[.contentType],
-                    contentLength: request.headers[.contentLength].flatMap { Int64($0) })
+                    contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
             }
             return JSONResponse.null()
         }
@@ -143,12 +145,23 @@ public struct BrokerAPI: Sendable {
         router.put("result/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
             let cause = try ClockStamp.of(request)?.dot
-            try await Self.run { () async throws(BrokerError) in
+            try await Self.runLedgered { () async throws(BrokerError) in
                 try await broker.deliverResult(
                     of: id, body: request.body, contentType: request.headers[.contentType],
                     contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
             }
             return JSONResponse.null()
+        }
+        router.get("ledger/:job_id") { _, context in
+            let id = try Self.uuid(context, "job_id")
+            let view: LedgerView
+            do throws(BrokerStoreError) {
+                view = try broker.ledger.view(of: id)
+            } catch {
+                let failure = BrokerError(error)
+                throw APIError(failure.status, failure.detail)
+            }
+            return try JSONResponse.ok(view)
         }
     }
 
@@ -171,6 +184,17 @@ public struct BrokerAPI: Sendable {
         do {
             return try await body()
         } catch {
+            throw APIError(error.status, error.detail)
+        }
+    }
+
+    /// Runs `body`, turning a ``BrokerError`` into the answer it stands for; a result the
+    /// ledger refused is answered with a ``LedgerConflict``.
+    static func runLedgered(_ body: () async throws(BrokerError) -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            if let accepted = error.accepted { throw LedgerConflict(detail: error.detail, accepted: accepted) }
             throw APIError(error.status, error.detail)
         }
     }
@@ -297,4 +321,54 @@ public struct BrokerRequestContext: RequestContext, RemoteAddressRequestContext 
 
     /// The caller's IP address as text.
     public var remoteHost: String? { remoteAddress?.ipAddress }
+}
+
+/// The 409 answer for a result the ledger refused: `{"detail": "...", "accepted_executor":
+/// "<uuid>", "accepted_clock": {...}, "accepted_dot": "node:seq"}`, where `accepted_clock` is
+/// the broker's clock when it accepted the first result (`accepted_executor` and
+/// `accepted_dot` are null when unknown).
+public struct LedgerConflict: HTTPResponseError, Sendable, Hashable, Codable {
+    /// Why the result was refused.
+    public var detail: String
+    /// The executor whose result was accepted.
+    public var acceptedExecutor: String?
+    /// The broker's clock when it accepted that result.
+    public var acceptedClock: [String: UInt64]
+    /// The dot of the request that carried that result.
+    public var acceptedDot: String?
+
+    /// The answer for a result refused because of `accepted`.
+    public init(detail: String, accepted: LedgerEntry) {
+        self.detail = detail
+        acceptedExecutor = accepted.executor.map { Membership.id(of: $0) }
+        acceptedClock = accepted.stamp.clock
+        acceptedDot = accepted.dot?.description
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case detail
+        case acceptedExecutor = "accepted_executor"
+        case acceptedClock = "accepted_clock"
+        case acceptedDot = "accepted_dot"
+    }
+
+    /// Encodes every field, nulls included.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(detail, forKey: .detail)
+        try c.encode(acceptedExecutor, forKey: .acceptedExecutor)
+        try c.encode(acceptedClock, forKey: .acceptedClock)
+        try c.encode(acceptedDot, forKey: .acceptedDot)
+    }
+
+    /// The status: 409.
+    public var status: HTTPResponse.Status { .conflict }
+
+    /// The answer: 409 with the JSON body.
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = (try? UCPJSON.encode(self)) ?? Data(#"{"detail": "conflict"}"#.utf8)
+        return Response(
+            status: .conflict, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
 }

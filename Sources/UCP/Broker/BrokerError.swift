@@ -26,11 +26,14 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible {
     public var kind: Kind
     /// What went wrong, for the `detail` of the answer.
     public var detail: String
+    /// For a result the ledger turned down (409): the job's accepted result.
+    public var accepted: LedgerEntry?
 
     /// An error.
-    public init(_ kind: Kind, _ detail: String) {
+    public init(_ kind: Kind, _ detail: String, accepted: LedgerEntry? = nil) {
         self.kind = kind
         self.detail = detail
+        self.accepted = accepted
     }
 
     /// The HTTP status for it.
