@@ -46,7 +46,7 @@ final class LocalCluster: Sendable {
             let broker = try start(
                 "broker",
                 ["broker", "--rootdir", folder + "/broker.d", "--heartbeat-interval", beat, "--prune-after",
-                 String(heartbeatSeconds * 3)])
+                 String(heartbeatSeconds * 5)])
             _ = try start(
                 "datastore",
                 ["datastore", "--rootdir", folder + "/datastore.d", "--broker", "\(broker)", "--heartbeat-interval", beat])
