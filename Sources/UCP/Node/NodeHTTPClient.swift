@@ -177,13 +177,14 @@ public final class NodeHTTPClient: Sendable {
         return rest[slash] == "?" ? "/" + rest[slash...] : String(rest[slash...])
     }
 
-    /// Merges the clock an answer carries.
-    func merge(_ headers: HTTPHeaders) {
-        if let value = headers.first(name: ClockStamp.clockHeader),
+    /// Merges the clock an answer carries (a malformed one is ignored) and returns it.
+    @discardableResult
+    func merge(_ headers: HTTPHeaders) -> [String: UInt64]? {
+        guard let value = headers.first(name: ClockStamp.clockHeader),
             let clock = try? ClockStamp.clock(fromHeader: value)
-        {
-            self.clock.receive(clock)
-        }
+        else { return nil }
+        self.clock.receive(clock)
+        return clock
     }
 
     private func send(_ request: HTTPClientRequest, timeout: Duration?, maxBytes: Int) async throws -> NodeAnswer {
@@ -198,10 +199,10 @@ public final class NodeHTTPClient: Sendable {
         } catch {
             throw NodeCallError(url: url, status: nil, detail: "\(error)")
         }
-        merge(response.headers)
+        let clock = merge(response.headers)
         let status = Int(response.status.code)
         if status >= 400 { throw NodeCallError(url: url, status: status, body: bytes) }
-        return NodeAnswer(status: status, body: bytes, clock: try? response.headers.first(name: ClockStamp.clockHeader).map { try ClockStamp.clock(fromHeader: $0) })
+        return NodeAnswer(status: status, body: bytes, clock: clock)
     }
 }
 
