@@ -82,9 +82,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "NetworkFaults",
+            path: "Tests/NetworkFaults"
+        ),
         .testTarget(
             name: "CausalTests",
-            dependencies: ["Causal"]
+            dependencies: ["Causal", "NetworkFaults"]
         ),
         .testTarget(
             name: "NodeCommandTests",
@@ -94,6 +98,7 @@ let package = Package(
             name: "UCPTests",
             dependencies: [
                 "UCP",
+                "NetworkFaults",
                 "Causal",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "WAT", package: "WasmKit"),

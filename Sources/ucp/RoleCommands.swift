@@ -20,6 +20,7 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between the heartbeats expected of executors and datastores.")
     var heartbeatInterval: Double = 60
     @Option(help: "Prune an executor or datastore silent for this many seconds.") var pruneAfter: Double = 130
+    @OptionGroup var federation: FederationOptions
 
     func run() async throws {
         let logger = serve.logger("ucp.broker")
@@ -32,6 +33,7 @@ struct BrokerCommand: AsyncParsableCommand {
             throw ValidationError("--prune-after must be longer than --heartbeat-interval")
         }
         configuration.auth = try serve.auth()
+        configuration.federation = try federation.configuration(auth: configuration.auth)
         let host = serve.host
         let node = BrokerNode(configuration: configuration, logger: logger) { port in
             announceListening(role: "broker", host: host, port: port)

@@ -1,3 +1,4 @@
+import NetworkFaults
 import Causal
 import Foundation
 import Testing

@@ -51,6 +51,7 @@ final class FakeExecutor: Sendable {
     let id = UUID()
     let submitStatus: HTTPResponse.Status
     private let state = Mutex<(submitted: [(UUID, String)], deleted: [UUID])>(([], []))
+    private let notices = Mutex<[EmergencyNotice]>([])
 
     init(submitStatus: HTTPResponse.Status = .ok) {
         self.submitStatus = submitStatus
@@ -58,6 +59,8 @@ final class FakeExecutor: Sendable {
 
     var submitted: [(id: UUID, body: String)] { state.withLock { $0.submitted.map { (id: $0.0, body: $0.1) } } }
     var deleted: [UUID] { state.withLock { $0.deleted } }
+    /// The emergency notices pushed to it (`PUT /emergency`), in arrival order.
+    var emergencyNotices: [EmergencyNotice] { notices.withLock { $0 } }
     var idText: String { id.uuidString.lowercased() }
 
     func router() -> Router<BasicRequestContext> {
@@ -75,6 +78,12 @@ final class FakeExecutor: Sendable {
             return Response(
                 status: self.submitStatus, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: self.submitStatus == .ok ? "null" : #"{"detail":"busy"}"#)))
+        }
+        router.put("emergency") { request, _ in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let notice = try JSONDecoder().decode(EmergencyNotice.self, from: Data(buffer: body))
+            self.notices.withLock { $0.append(notice) }
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "null")))
         }
         router.delete("job/:job_id") { _, context in
             let id = UUID(uuidString: try context.parameters.require("job_id"))!

@@ -19,7 +19,6 @@ enum DispatchOutcome: Sendable, Hashable {
     }
 }
 
-
 extension Broker {
     /// Accepts job `id`. Without `waitFor` the job goes to a capable executor now, as UCP's
     /// does: 503 "No capable Executor" when none can take it, 503 "Failed to submit Job" when
@@ -60,6 +59,8 @@ extension Broker {
         markDirty()
         switch outcome {
         case .assigned, .gone:
+            return id
+        case .noCapableExecutor where delegate(job):
             return id
         case .noCapableExecutor:
             try? store.refuse(id, stamp: clock.event())
@@ -114,6 +115,23 @@ extension Broker {
             return .gone
         }
         return .refused(failures.joined(separator: "; "))
+    }
+
+    /// Gives queued `job` to a connected peer broker with a capable executor (see
+    /// ``BrokerFederation/delegationTarget(for:)``); false when there is none or the job is no
+    /// longer queued here.
+    func delegate(_ job: JobRecord) -> Bool {
+        guard let federation, let peer = federation.delegationTarget(for: job) else { return false }
+        do {
+            guard try store.delegate(job.id, to: peer, stamp: clock.event()) else { return false }
+        } catch {
+            logger.error("cannot record the delegation of job \(Membership.id(of: job.id)): \(error)")
+            return false
+        }
+        logger.info(
+            "job delegated to a peer broker", metadata: ["job": "\(Membership.id(of: job.id))", "broker": "\(peer)"])
+        markDirty()
+        return true
     }
 
     /// Marks job `id` done (its executor says so) and releases the jobs waiting for it. A `done`

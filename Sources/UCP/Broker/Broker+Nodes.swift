@@ -84,6 +84,10 @@ extension Broker {
             "executor registered",
             metadata: ["executor": "\(Membership.id(of: executor.id))", "address": "\(executor.address)"])
         markDirty()
+        if let notice = emergency.withLock({ $0.current }) {
+            let entry = ExecutorEntry(record: executor, hosts: registration.hosts, lastHeartbeat: moment)
+            Task { await self.push(notice, to: entry) }
+        }
     }
 
     /// Records an executor's heartbeat and its current capabilities.

@@ -51,6 +51,10 @@ public final class Broker: Sendable {
     let startedAt: Double
     let dispatch = Mutex(DispatchState())
     let gauges: Gauges
+    /// The federation this broker belongs to, once attached.
+    let federationLink = Mutex<BrokerFederation?>(nil)
+    /// The emergency mode as this broker knows it.
+    let emergency = Mutex(EmergencyMode())
 
     struct DispatchState {
         /// Jobs being sent to an executor right now.
@@ -69,6 +73,7 @@ public final class Broker: Sendable {
         let datastores: Gauge
         let queueDepth: Gauge
         let clockWidth: Gauge
+        let emergencyLevel: Gauge
         let executorHeartbeats: Counter
         let datastoreHeartbeats: Counter
 
@@ -81,6 +86,7 @@ public final class Broker: Sendable {
             datastores = metrics.gauge("ucp_datastores")
             queueDepth = metrics.gauge("ucp_queue_depth")
             clockWidth = metrics.gauge("ucp_clock_width")
+            emergencyLevel = metrics.gauge("ucp_emergency_level")
             executorHeartbeats = metrics.counter("ucp_heartbeats_total", [("role", "executor")])
             datastoreHeartbeats = metrics.counter("ucp_heartbeats_total", [("role", "datastore")])
         }
@@ -107,6 +113,15 @@ public final class Broker: Sendable {
         self.gauges = Gauges(metrics)
         self.ledger = ResultLedger(store: store, metrics: metrics)
         dispatch.withLock { $0.savedClock = saved }
+        if let notice = try? store.emergencyNotice() { emergency.withLock { _ = $0.apply(notice) } }
+    }
+
+    /// The federation this broker belongs to, if any.
+    public var federation: BrokerFederation? { federationLink.withLock { $0 } }
+
+    /// Makes this broker a member of `federation` (once, before it serves).
+    public func attach(_ federation: BrokerFederation) {
+        federationLink.withLock { $0 = federation }
     }
 
     /// The broker's clock entry name.
@@ -118,6 +133,7 @@ public final class Broker: Sendable {
     /// Asks the background loop for a dispatch pass and a metrics refresh.
     func markDirty() {
         dispatch.withLock { $0.dirty = true }
+        federation?.poke()
     }
 
     /// True when a node last heard of at `time` is still alive.
@@ -162,10 +178,11 @@ public final class Broker: Sendable {
     /// The queue is read under the lock: a job that `submit` assigns and releases between a
     /// read outside it and the in-flight check would otherwise be sent a second time.
     private func jobsToDispatch(at moment: Double) -> [JobRecord] {
-        dispatch.withLock { state in
+        let level = emergency.withLock { $0.level }
+        return dispatch.withLock { state in
             let queued: [JobRecord]
             do {
-                queued = try store.queuedJobs()
+                queued = try store.queuedJobs(minimumLevel: level)
             } catch {
                 logger.error("cannot read the queue: \(error)")
                 return []
@@ -181,7 +198,8 @@ public final class Broker: Sendable {
     }
 
     private func dispatchQueued(_ job: JobRecord) async {
-        let outcome = await send(job)
+        var outcome = await send(job)
+        if case .noCapableExecutor = outcome, delegate(job) { outcome = .gone }
         dispatch.withLock { state in
             state.inFlight.remove(job.id)
             switch outcome {

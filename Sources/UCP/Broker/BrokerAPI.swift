@@ -24,6 +24,9 @@ import NIOCore
 /// | extension: `PUT /datastores/heartbeat/{id}` | `null`; 404 unknown datastore |
 /// | extension: `GET /job/{job_id}` | a ``JobView``; 404 unknown job |
 /// | extension: `GET /ledger/{job_id}` | a ``LedgerView``; 404 unknown job |
+/// | extension: `PUT /emergency` `{"level": "HIGH", "reason": "..."}` | the ``EmergencyNotice`` issued; 422 bad body or level, 400 reason too long |
+/// | extension: `DELETE /emergency?reason=` | the clearing ``EmergencyNotice`` |
+/// | extension: `GET /emergency` | an ``EmergencyView`` |
 /// | `GET /ping`, `GET /clock`, `GET /metrics` | as every node answers them (``NodeRoutes``) |
 ///
 /// Bodies that are not the expected JSON are answered 422 with a detail naming the field, as
@@ -151,6 +154,23 @@ public struct BrokerAPI: Sendable {
                     contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
             }
             return JSONResponse.null()
+        }
+        router.put("emergency") { request, _ in
+            let body = try await Self.decode(EmergencyRequest.self, request)
+            let notice = try await Self.run { () async throws(BrokerError) in
+                try await broker.setEmergency(level: body.level, reason: body.reason)
+            }
+            return try JSONResponse.ok(notice)
+        }
+        router.delete("emergency") { request, _ in
+            let reason = request.uri.queryParameters.get("reason") ?? "cleared"
+            let notice = try await Self.run { () async throws(BrokerError) in
+                try await broker.setEmergency(level: nil, reason: reason)
+            }
+            return try JSONResponse.ok(notice)
+        }
+        router.get("emergency") { _, _ in
+            try JSONResponse.ok(EmergencyView(broker.emergencyMode))
         }
         router.get("ledger/:job_id") { _, context in
             let id = try Self.uuid(context, "job_id")

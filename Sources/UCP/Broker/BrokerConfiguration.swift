@@ -30,6 +30,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// The cluster's key: when set, the broker proves membership on its calls and requires proof
     /// on state-changing calls it serves (``ClusterAuth``). Default none, as UCP.
     public var auth: ClusterAuth? = nil
+    /// Membership in a federation of brokers (needs the cluster key); nil for a broker alone.
+    public var federation: FederationConfiguration? = nil
 
     /// A configuration with UCP's defaults (broker port 8000, 60 s beats, pruning after 130 s).
     public init(

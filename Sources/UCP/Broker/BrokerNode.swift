@@ -45,10 +45,27 @@ public struct BrokerNode: Service {
             metadata: [
                 "id": "\(broker.nodeID)", "rootdir": "\(configuration.rootdir)", "port": "\(configuration.port)",
             ])
+        var federation: BrokerFederation?
+        if let settings = configuration.federation {
+            do {
+                let joined = try BrokerFederation(
+                    broker: broker, configuration: settings,
+                    httpAddress: Address(host: configuration.host, port: configuration.port), logger: logger)
+                broker.attach(joined)
+                federation = joined
+                logger.info(
+                    "federation joined",
+                    metadata: ["slot": "\(settings.slot)", "port": "\(joined.port)", "peers": "\(settings.peers)"])
+            } catch {
+                try? store.close()
+                throw error
+            }
+        }
         let app = BrokerAPI(broker: broker).application(
             host: configuration.host, port: configuration.port, logger: logger, onServerRunning: onListening)
         let outcome: Result<Void, any Error> = await withTaskGroup(of: Void.self) { group in
             group.addTask { await broker.runMaintenance() }
+            if let federation { group.addTask { await federation.run() } }
             // The server returns once shutdown began and its requests are answered (or when it
             // fails); the loop stops on the same shutdown, or is cancelled when the server failed.
             let outcome: Result<Void, any Error>
@@ -59,6 +76,7 @@ public struct BrokerNode: Service {
                 outcome = .failure(error)
                 group.cancelAll()
             }
+            await federation?.close()
             await group.waitForAll()
             return outcome
         }

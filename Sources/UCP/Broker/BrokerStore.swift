@@ -13,7 +13,7 @@ import GRDB
 public final class BrokerStore: Sendable {
     /// The database file.
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     /// Opens (creating if needed) the store in folder `rootdir` and brings its schema up to date.
     ///
@@ -121,6 +121,7 @@ public final class BrokerStore: Sendable {
                     CREATE INDEX ledger_rejected_job ON ledger_rejected(job_id);
                     """)
         }
+        registerReplication(in: &migrator)
         return migrator
     }
 
@@ -202,7 +203,9 @@ public final class BrokerStore: Sendable {
     public func executors() throws(BrokerStoreError) -> [ExecutorEntry] {
         try read { db in
             try Row.fetchAll(
-                db, sql: "SELECT record, hosts, last_heartbeat FROM executors WHERE state = 'active' ORDER BY id"
+                db,
+                sql:
+                    "SELECT record, hosts, last_heartbeat FROM executors WHERE state = 'active' AND home IS NULL ORDER BY id"
             ).map { row in
                 ExecutorEntry(
                     record: try Self.decode(ExecutorRecord.self, row["record"]),
@@ -268,7 +271,11 @@ public final class BrokerStore: Sendable {
     public func datastores() throws(BrokerStoreError) -> [DatastoreEntry] {
         try read { db in
             try Row.fetchAll(
-                db, sql: "SELECT id, address, hosts, last_seen FROM datastores WHERE state = 'active' ORDER BY id"
+                db,
+                sql: """
+                    SELECT id, address, hosts, CASE WHEN home IS NULL THEN last_seen ELSE 1e308 END AS last_seen
+                    FROM datastores WHERE state = 'active' ORDER BY id
+                    """
             ).map { row in
                 DatastoreEntry(
                     id: UUID(uuidString: row["id"])!, address: try Self.decode(Address.self, row["address"]),
@@ -407,12 +414,20 @@ public final class BrokerStore: Sendable {
         }
     }
 
-    /// The queued jobs, most urgent first, then in the order they were accepted.
-    public func queuedJobs(limit: Int = 1000) throws(BrokerStoreError) -> [JobRecord] {
+    /// The queued jobs this broker dispatches (not those a peer broker owns), most urgent first,
+    /// then in the order they were accepted; with `minimumLevel`, only jobs at that level or above
+    /// (an emergency mode holds the others back).
+    public func queuedJobs(limit: Int = 1000, minimumLevel: EmergencyLevel? = nil) throws(BrokerStoreError)
+        -> [JobRecord]
+    {
         try read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM jobs WHERE state = 'queued' ORDER BY emergency DESC, seq LIMIT ?",
-                arguments: [limit]
+                db,
+                sql: """
+                    SELECT * FROM jobs WHERE state = 'queued' AND owner IS NULL AND emergency >= ?
+                    ORDER BY emergency DESC, seq LIMIT ?
+                    """,
+                arguments: [Int(minimumLevel?.rawValue ?? 0), limit]
             ).map(Self.job(from:))
         }
     }
@@ -473,23 +488,9 @@ public final class BrokerStore: Sendable {
                     """,
                 arguments: [try Self.json(now), key])
             try Self.log(db, JobEvent(jobID: id, kind: .done, stamp: now, cause: cause))
-            let ready = try String.fetchAll(
-                db,
-                sql: """
-                    SELECT j.id FROM jobs j JOIN job_waits w ON w.job_id = j.id
-                    WHERE w.waits_for = ? AND j.state = 'waiting'
-                    AND NOT EXISTS (
-                        SELECT 1 FROM job_waits w2 JOIN jobs d ON d.id = w2.waits_for
-                        WHERE w2.job_id = j.id AND d.done IS NULL)
-                    ORDER BY j.seq
-                    """, arguments: [key])
-            var released: [UUID] = []
-            for job in ready {
-                let at = stamp()
-                last = at
-                try db.execute(sql: "UPDATE jobs SET state = 'queued' WHERE id = ?", arguments: [job])
-                try Self.log(db, JobEvent(jobID: UUID(uuidString: job)!, kind: .released, stamp: at))
-                released.append(UUID(uuidString: job)!)
+            let released = try Self.releaseWaiters(of: key, db) {
+                last = stamp()
+                return last
             }
             try Self.mergeClock(db, last.clock)
             return DoneOutcome(changed: true, released: released)
@@ -623,14 +624,14 @@ public final class BrokerStore: Sendable {
 
     // MARK: - Internals
 
-    private static func ledgerEntry(_ id: UUID, _ row: Row) throws -> LedgerEntry {
+    static func ledgerEntry(_ id: UUID, _ row: Row) throws -> LedgerEntry {
         LedgerEntry(
             jobID: id, executor: (row["executor_id"] as String?).flatMap(UUID.init(uuidString:)),
             dot: (row["dot"] as String?).flatMap { Dot(header: $0) }, stamp: try decode(ClockStamp.self, row["stamp"]),
             at: row["at"])
     }
 
-    private func write<T>(_ body: (Database) throws -> T) throws(BrokerStoreError) -> T {
+    func write<T>(_ body: (Database) throws -> T) throws(BrokerStoreError) -> T {
         do {
             return try pool.write(body)
         } catch let error as BrokerStoreError {
@@ -640,7 +641,7 @@ public final class BrokerStore: Sendable {
         }
     }
 
-    private func read<T>(_ body: (Database) throws -> T) throws(BrokerStoreError) -> T {
+    func read<T>(_ body: (Database) throws -> T) throws(BrokerStoreError) -> T {
         do {
             return try pool.read(body)
         } catch let error as BrokerStoreError {
@@ -650,7 +651,7 @@ public final class BrokerStore: Sendable {
         }
     }
 
-    private static func job(from row: Row) throws -> JobRecord {
+    static func job(from row: Row) throws -> JobRecord {
         let assigned: String? = row["assigned"]
         let done: String? = row["done"]
         let executor: String? = row["executor_id"]
@@ -666,7 +667,7 @@ public final class BrokerStore: Sendable {
             done: try done.map { try decode(ClockStamp.self, $0) })
     }
 
-    private static func log(_ db: Database, _ event: JobEvent) throws {
+    static func log(_ db: Database, _ event: JobEvent) throws {
         try db.execute(
             sql: "INSERT INTO events (job_id, kind, stamp, dot) VALUES (?, ?, ?, ?)",
             arguments: [
@@ -674,12 +675,12 @@ public final class BrokerStore: Sendable {
             ])
     }
 
-    private static func loadClock(_ db: Database) throws -> [String: UInt64] {
+    static func loadClock(_ db: Database) throws -> [String: UInt64] {
         guard let text = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'clock'") else { return [:] }
         return try decode([String: UInt64].self, text)
     }
 
-    private static func mergeClock(_ db: Database, _ clock: [String: UInt64]) throws {
+    static func mergeClock(_ db: Database, _ clock: [String: UInt64]) throws {
         var saved = try loadClock(db)
         var changed = false
         for (id, count) in clock where count > saved[id] ?? 0 {
@@ -691,11 +692,11 @@ public final class BrokerStore: Sendable {
             sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?)", arguments: [try json(saved)])
     }
 
-    private static func json(_ value: some Encodable) throws -> String {
+    static func json(_ value: some Encodable) throws -> String {
         String(decoding: try UCPJSON.encode(value), as: UTF8.self)
     }
 
-    private static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
         try UCPJSON.decode(type, from: Data(text.utf8))
     }
 }

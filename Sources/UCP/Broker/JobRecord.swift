@@ -75,6 +75,9 @@ public struct JobEvent: Sendable, Hashable, Codable {
         case deleted
         /// Its executor was pruned: back to `queued`.
         case requeued
+        /// Given to a peer broker to dispatch (it had a capable executor, this broker none), or
+        /// received from one.
+        case delegated
         /// Its result went to the job's `result_addr`.
         case resultForwarded = "result_forwarded"
         /// Its result was stored on a datastore as `<job_id>/result`.

@@ -79,7 +79,8 @@ public struct LedgerRejection: Sendable, Hashable, Codable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         entry = LedgerEntry(
-            jobID: UUID(uuidString: "00000000-0000-0000-0000-000000000000")!, executor: try c.decodeIfPresent(UUID.self, forKey: .executor),
+            jobID: UUID(uuidString: "00000000-0000-0000-0000-000000000000")!,
+            executor: try c.decodeIfPresent(UUID.self, forKey: .executor),
             dot: try c.decodeIfPresent(String.self, forKey: .dot).flatMap { Dot(header: $0) },
             stamp: try c.decode(ClockStamp.self, forKey: .stamp), at: try c.decode(Double.self, forKey: .at))
         reason = try c.decode(String.self, forKey: .reason)
@@ -179,6 +180,21 @@ public struct ResultLedger: Sendable {
             "the result of job \(Membership.id(of: claim.jobID)) was already accepted from executor \(winner)"
             + " at broker clock \(accepted.stamp.description)"
         return .rejected(LedgerRejection(claim, reason: reason), accepted: accepted)
+    }
+
+    /// True when `a` was decided before `b` in the order that settles two brokers' concurrent
+    /// decisions for one job: a decision that happened before the other comes first; otherwise
+    /// the smaller sum of the deciding broker's clock, then the smaller executor id.
+    public static func earlier(_ a: LedgerEntry, _ b: LedgerEntry) -> Bool {
+        switch a.stamp.compare(b.stamp) {
+        case .before: return true
+        case .after: return false
+        case .equal, .concurrent:
+            let sa = a.stamp.clock.values.reduce(0, &+)
+            let sb = b.stamp.clock.values.reduce(0, &+)
+            if sa != sb { return sa < sb }
+            return (a.executor.map { Membership.id(of: $0) } ?? "") < (b.executor.map { Membership.id(of: $0) } ?? "")
+        }
     }
 
     /// Decides about `claim` and records the decision durably, in one transaction.

@@ -1,3 +1,4 @@
+import NetworkFaults
 import Foundation
 import Synchronization
 
@@ -172,12 +173,3 @@ private final class Relay: Sendable {
         taken?.resume(returning: value)
     }
 }
-
-/// Writes to a closed pipe or socket must fail with EPIPE, not end the test process.
-func ignoreBrokenPipes() {
-    _ = brokenPipesIgnored
-}
-
-private let brokenPipesIgnored: Void = {
-    signal(SIGPIPE, SIG_IGN)
-}()

@@ -18,9 +18,9 @@ import Synchronization
 /// the proxy has started (a process that picks its own port), and changed (a restart).
 ///
 /// Threads: one accepting, two per direction of each connection (reading, writing).
-final class DelayProxy: @unchecked Sendable {
+public final class DelayProxy: @unchecked Sendable {
     /// The port the proxy listens on.
-    let port: Int
+    public let port: Int
     private let maxDelay: Duration
     private let listener: Int32
     private let wake: (read: Int32, write: Int32)
@@ -33,11 +33,12 @@ final class DelayProxy: @unchecked Sendable {
         var closed = false
         var accepted = 0
         var cuts = 0
+        var partitioned = false
     }
 
     /// Starts a proxy to `127.0.0.1:target` (nil: set it with `setTarget` before anyone connects;
     /// until then connections are dropped).
-    init(target: Int? = nil, maxDelay: Duration = .milliseconds(3)) throws {
+    public init(target: Int? = nil, maxDelay: Duration = .milliseconds(3)) throws {
         ignoreBrokenPipes()
         self.maxDelay = maxDelay
         listener = try Socket.listen()
@@ -55,17 +56,17 @@ final class DelayProxy: @unchecked Sendable {
     }
 
     /// Sets the port new connections are forwarded to.
-    func setTarget(_ port: Int) {
+    public func setTarget(_ port: Int) {
         state.withLock { $0.target = port }
     }
 
     /// Connections accepted so far.
-    var accepted: Int { state.withLock { $0.accepted } }
+    public var accepted: Int { state.withLock { $0.accepted } }
     /// Connections open now.
-    var open: Int { state.withLock { $0.links.count } }
+    public var open: Int { state.withLock { $0.links.count } }
 
     /// Drops every current connection: both sides see it end, data in flight is lost.
-    func cut() {
+    public func cut() {
         let links = state.withLock { state in
             state.cuts += 1
             return Array(state.links.values)
@@ -73,8 +74,20 @@ final class DelayProxy: @unchecked Sendable {
         for link in links { link.cut() }
     }
 
+    /// Cuts the link until ``heal()``: every current connection is dropped and new ones are
+    /// closed as soon as they are accepted, as a network partition would.
+    public func partition() {
+        state.withLock { $0.partitioned = true }
+        cut()
+    }
+
+    /// Lets connections through again after ``partition()``.
+    public func heal() {
+        state.withLock { $0.partitioned = false }
+    }
+
     /// Stops accepting and drops every connection. Waits for the accepting thread.
-    func close() {
+    public func close() {
         let first = state.withLock { state in
             defer { state.closed = true }
             return !state.closed
@@ -104,7 +117,7 @@ final class DelayProxy: @unchecked Sendable {
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             let target = state.withLock { state -> Int? in
                 state.accepted += 1
-                return state.closed ? nil : state.target
+                return state.closed || state.partitioned ? nil : state.target
             }
             guard let target, let upstream = try? Socket.connect(port: target) else {
                 Glibc.close(client)
@@ -265,18 +278,19 @@ private final class ChunkQueue: @unchecked Sendable {
 }
 
 /// Blocking POSIX socket calls for test helpers, on 127.0.0.1 only.
-enum Socket {
-    struct Failure: Error, CustomStringConvertible {
+public enum Socket {
+    /// A failed socket call.
+    public struct Failure: Error, CustomStringConvertible {
         let call: String
         let code: Int32
-        init(_ call: String, _ code: Int32) {
+        public init(_ call: String, _ code: Int32) {
             self.call = call
             self.code = code
         }
-        var description: String { "\(call): \(String(cString: strerror(code)))" }
+        public var description: String { "\(call): \(String(cString: strerror(code)))" }
     }
 
-    static func loopback(port: Int) -> sockaddr_in {
+    public static func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -285,7 +299,7 @@ enum Socket {
     }
 
     /// A listening socket on 127.0.0.1, port 0.
-    static func listen() throws -> Int32 {
+    public static func listen() throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure("socket", errno) }
         var address = loopback(port: 0)
@@ -303,7 +317,7 @@ enum Socket {
     }
 
     /// A connected socket to 127.0.0.1:`port`.
-    static func connect(port: Int) throws -> Int32 {
+    public static func connect(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure("socket", errno) }
         var address = loopback(port: port)
@@ -322,7 +336,7 @@ enum Socket {
         return fd
     }
 
-    static func localPort(_ fd: Int32) throws -> Int {
+    public static func localPort(_ fd: Int32) throws -> Int {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let rc = withUnsafeMutablePointer(to: &address) {
@@ -334,7 +348,7 @@ enum Socket {
 
     /// Writes all of `bytes`; false when the connection broke.
     @discardableResult
-    static func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    public static func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeBytes {
@@ -349,7 +363,7 @@ enum Socket {
 
     /// Writes all of `bytes` to a pipe or file; false when the reader has gone.
     @discardableResult
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
@@ -362,7 +376,7 @@ enum Socket {
 
     /// Waits up to `timeout` for the peer to close the connection (reading and discarding
     /// what it sends); true when it did.
-    static func waitForClose(_ fd: Int32, timeout: Duration) -> Bool {
+    public static func waitForClose(_ fd: Int32, timeout: Duration) -> Bool {
         let deadline = ContinuousClock.now + timeout
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -382,9 +396,18 @@ enum Socket {
 
 extension Socket {
     /// `waitForClose` on a thread of its own, so that the calling task does not block.
-    static func closed(_ fd: Int32, timeout: Duration) async -> Bool {
+    public static func closed(_ fd: Int32, timeout: Duration) async -> Bool {
         await withCheckedContinuation { continuation in
             Thread { continuation.resume(returning: waitForClose(fd, timeout: timeout)) }.start()
         }
     }
 }
+
+/// Writes to a closed pipe or socket must fail with EPIPE, not end the test process.
+public func ignoreBrokenPipes() {
+    _ = brokenPipesIgnored
+}
+
+private let brokenPipesIgnored: Void = {
+    signal(SIGPIPE, SIG_IGN)
+}()
