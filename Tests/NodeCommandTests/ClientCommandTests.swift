@@ -43,7 +43,10 @@ struct ClientCommandTests {
         #expect(get.out == "alpha beta gamma\n", "\(get.err)")
 
         let words = try Self.run(
-            ucp, ["client", "submit"] + connection + ["--job", "wordcount", "--arg", "/in.txt", "--data", "/in.txt=\(input)"])
+            ucp,
+            ["client", "submit"] + connection + [
+                "--job", "wordcount", "--arg", "/in.txt", "--data", "/in.txt=\(input)",
+            ])
         #expect(words.status == 0, "\(words.err)")
         #expect(words.out == "3 /in.txt\n", "\(words.err)")
         let sum = try Self.run(ucp, ["client", "submit"] + connection + ["--job", "sum", "--arg", "2", "--arg", "40"])
@@ -54,5 +57,15 @@ struct ClientCommandTests {
         let stranger = try Self.run(ucp, ["client", "put", "--broker", "\(cluster.broker)", "x", input])
         #expect(stranger.status != 0)
         #expect(stranger.err.contains("401"), "\(stranger.err)")
+
+        let raise = try Self.run(ucp, ["client", "emergency", "raise"] + connection + ["HIGH", "--reason", "flood"])
+        #expect(raise.status == 0 && raise.out.hasPrefix("HIGH raised by broker"), "\(raise.out) \(raise.err)")
+        let bad = try Self.run(ucp, ["client", "emergency", "raise"] + connection + ["SEVERE"])
+        #expect(bad.status != 0 && bad.err.contains("SEVERE"), "\(bad.err)")
+        let clear = try Self.run(ucp, ["client", "emergency", "clear"] + connection + ["--reason", "receded"])
+        #expect(clear.status == 0 && clear.out.hasPrefix("cleared by broker"), "\(clear.out) \(clear.err)")
+        let show = try Self.run(ucp, ["client", "emergency", "show"] + connection)
+        let lines = show.out.split(separator: "\n")
+        #expect(lines.count == 3 && lines[0].hasPrefix("cleared") && lines[1].contains("HIGH raised"), "\(show.out)")
     }
 }

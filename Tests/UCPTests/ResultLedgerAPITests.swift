@@ -150,7 +150,11 @@ struct ResultLedgerAPITests {
                 try await withServer(old.router()) { port in
                     _ = try await send(.PUT, base + "/executors/register", json: old.registration(port: port))
                     // A fresh heartbeat, so that the executor outlives the submission on a loaded machine.
-                    _ = try await send(.PUT, base + "/executors/heartbeat/\(old.idText)", json: #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#)
+                    _ = try await send(
+                        .PUT, base + "/executors/heartbeat/\(old.idText)",
+                        json:
+                            #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#
+                    )
                     let (status, body) = try await send(
                         .PUT, base + "/job/submit/\(id)",
                         json: submission(resultAddr: #"{"host":"127.0.0.1","port":\#(sinkPort)}"#))
@@ -171,6 +175,12 @@ struct ResultLedgerAPITests {
                     let conflict = try JSONDecoder().decode(LedgerConflict.self, from: Data(body.utf8))
                     #expect(conflict.acceptedExecutor == winner.idText)
                     #expect(sink.received == [id])
+                    if lateFirst {
+                        // The late result won: the new executor is told to drop its rerun.
+                        try await eventually("the rerun is withdrawn") { new.deleted.contains(id) }
+                    } else {
+                        #expect(!new.deleted.contains(id), "the winner keeps its job")
+                    }
 
                     // The loser's done changes nothing; the winner's, assigned or not, releases `after`.
                     (status, body) = try await sendDone(base, id, from: loser)

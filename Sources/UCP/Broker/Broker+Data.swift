@@ -184,6 +184,7 @@ extension Broker {
         case .accepted(let entry):
             let executor = entry.executor.map { Membership.id(of: $0) } ?? "unknown"
             logger.debug("result accepted", metadata: ["job": "\(key)", "executor": "\(executor)"])
+            if let winner = entry.executor { withdraw(job.id, except: winner) }
         case .retried:
             logger.info("accepted result sent again", metadata: ["job": "\(key)"])
         case .rejected(let rejection, let accepted):
@@ -199,6 +200,27 @@ extension Broker {
                 // The sender went away: there is nothing left to drain.
             }
             throw BrokerError(.conflict, rejection.reason, accepted: accepted)
+        }
+    }
+
+    /// Tells the executor job `id` is assigned to now, when it is not `winner`, to drop the job:
+    /// another executor's result for it was accepted (one that had been declared failed and came
+    /// back, say), so the rerun would only produce a result the ledger refuses. In the background;
+    /// a failure is logged.
+    func withdraw(_ id: UUID, except winner: UUID) {
+        guard let job = try? store.job(id), let running = job.executorID, running != winner,
+            let executor = try? store.executors().first(where: { $0.id == running })
+        else { return }
+        let key = Membership.id(of: id)
+        logger.info(
+            "withdrawing a job whose result came from another executor",
+            metadata: ["job": "\(key)", "executor": "\(Membership.id(of: running))"])
+        Task {
+            do {
+                try await client.call(.DELETE, executor.record.address, "/job/\(key)")
+            } catch {
+                logger.info("executor did not drop a withdrawn job", metadata: ["job": "\(key)", "error": "\(error)"])
+            }
         }
     }
 
