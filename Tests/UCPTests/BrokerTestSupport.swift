@@ -50,11 +50,14 @@ func withBroker(
 final class FakeExecutor: Sendable {
     let id = UUID()
     let submitStatus: HTTPResponse.Status
+    let submitDelay: Duration
     private let state = Mutex<(submitted: [(UUID, String)], deleted: [UUID])>(([], []))
     private let notices = Mutex<[EmergencyNotice]>([])
 
-    init(submitStatus: HTTPResponse.Status = .ok) {
+    /// An executor answering `submitStatus` to every submission, after `submitDelay` (a busy one).
+    init(submitStatus: HTTPResponse.Status = .ok, submitDelay: Duration = .zero) {
         self.submitStatus = submitStatus
+        self.submitDelay = submitDelay
     }
 
     var submitted: [(id: UUID, body: String)] { state.withLock { $0.submitted.map { (id: $0.0, body: $0.1) } } }
@@ -74,6 +77,7 @@ final class FakeExecutor: Sendable {
         router.put("submit/:job_id") { request, context in
             let id = UUID(uuidString: try context.parameters.require("job_id"))!
             let body = String(buffer: try await request.body.collect(upTo: 1 << 20))
+            if self.submitDelay > .zero { try await Task.sleep(for: self.submitDelay) }
             if self.submitStatus == .ok { self.state.withLock { $0.submitted.append((id, body)) } }
             return Response(
                 status: self.submitStatus, headers: [.contentType: "application/json"],

@@ -180,9 +180,15 @@ public final class Broker: Sendable {
     private func jobsToDispatch(at moment: Double) -> [JobRecord] {
         let level = emergency.withLock { $0.level }
         return dispatch.withLock { state in
+            let free = configuration.maxConcurrentDispatches - state.inFlight.count
+            guard free > 0 else { return [] }
             let queued: [JobRecord]
             do {
-                queued = try store.queuedJobs(minimumLevel: level)
+                // Enough rows to fill the free slots past the jobs that are in flight or waiting for
+                // a retry; reading (and decoding) the whole queue on every pass would cost the
+                // broker most of its time when thousands of jobs wait.
+                let limit = min(1000, free + state.inFlight.count + state.retryAt.count)
+                queued = try store.queuedJobs(limit: limit, minimumLevel: level)
             } catch {
                 logger.error("cannot read the queue: \(error)")
                 return []
