@@ -19,7 +19,10 @@ import Synchronization
 /// the job's folder is removed and the broker asked to delete the job's data. Every broker call
 /// is retried with backoff within ``ExecutorConfiguration/retryWindow``; a result that cannot be
 /// delivered is never dropped silently: it is logged, kept in the job's folder and the job's
-/// state says `undelivered`.
+/// state says `undelivered`. When the broker refuses the result with 409 (its first-come-first-
+/// served ledger accepted another executor's result for the job), delivery stops there: the
+/// event `result_refused` names the accepted executor, no "done" is reported, the folder of a
+/// `delete: true` job is removed, and the job settles `superseded`.
 ///
 /// Thread-safe.
 public final class Executor: Sendable {
@@ -130,7 +133,7 @@ public final class Executor: Sendable {
                 s.jobs[jobID]?.discard = true
                 s.event(jobID, "deleted", stamp, detail: "while \(record.state.rawValue)")
                 return (true, nil)
-            case .done, .undelivered, .discarded, .handedBack:
+            case .done, .undelivered, .discarded, .handedBack, .superseded:
                 s.event(jobID, "deleted", stamp)
                 s.settle(jobID, record.state, removed: true, metrics: metrics)
                 return (true, record.folder)
@@ -352,6 +355,7 @@ public final class Executor: Sendable {
                     delivered = true
                     stamp(jobID, "result_sent", detail: "\(info.resultAddr)")
                 } catch {
+                    if let refusal = Self.ledgerRefusal(error) { return supersede(jobID, info: info, refusal: refusal) }
                     stamp(jobID, "result_send_failed", detail: "\(error)")
                 }
             }
@@ -365,6 +369,7 @@ public final class Executor: Sendable {
                     delivered = true
                     stamp(jobID, "result_stored", detail: UCPPaths.jobDataName(jobID, "result"))
                 } catch {
+                    if let refusal = Self.ledgerRefusal(error) { return supersede(jobID, info: info, refusal: refusal) }
                     stamp(jobID, "result_store_failed", detail: "\(error)")
                 }
             }
@@ -400,6 +405,27 @@ public final class Executor: Sendable {
             }
         }
         settle(jobID, .done)
+    }
+
+    /// Settles a job whose result the broker's ledger refused: another executor's came first.
+    private func supersede(_ jobID: UUID, info: JobInfo, refusal: String) {
+        stamp(jobID, "result_refused", detail: refusal)
+        logger.warning(
+            "the broker refused the result: another executor's was accepted first",
+            metadata: ["job": "\(UCPPaths.id(jobID))", "refusal": "\(refusal)"])
+        let discard = state.withLock { $0.jobs[jobID]?.discard ?? false }
+        if info.delete || discard { removeFolder(jobID) }
+        settle(jobID, .superseded)
+    }
+
+    /// For a 409 from the broker's result ledger, a line naming the executor whose result was
+    /// accepted (from the answer's `accepted_executor` and `accepted_dot`); nil for any other error.
+    static func ledgerRefusal(_ error: any Error) -> String? {
+        guard let call = error as? NodeCallError, call.status == 409 else { return nil }
+        let object = (try? JSONSerialization.jsonObject(with: Data(call.body))) as? [String: Any] ?? [:]
+        var line = "accepted executor \(object["accepted_executor"] as? String ?? "unknown")"
+        if let dot = object["accepted_dot"] as? String { line += " (dot \(dot))" }
+        return line + ": " + call.detail
     }
 
     private func handBack(_ jobID: UUID) async {
