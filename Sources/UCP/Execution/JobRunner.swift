@@ -118,7 +118,9 @@ public final class JobRunner: Sendable {
     ///   `CancellationError` after ``shutdown()``.
     public func run(_ spec: JobSpec, preemption: PreemptionFlag? = nil) async throws -> JobReport {
         let folder = try JobFolder(root: root, jobID: spec.jobID)
-        return try await pool.run { [self] in Result { try self.runNow(spec, in: folder, preemption: preemption) } }.get()
+        return try await pool.run { [self] in
+            Result { try self.runNow(spec, in: folder, preemption: preemption) }
+        }.get()
     }
 
     /// Stops the worker threads once the jobs already queued are done; later runs throw.
