@@ -282,6 +282,33 @@ struct ExecutorEmergencyTests {
         }
     }
 
+    @Test("with a cluster key, PUT /emergency needs the caller's proof; GET /emergency stays open")
+    func emergencyNeedsProof() async throws {
+        let key = ClusterKey.random()
+        try await withNode({ $0.auth = ClusterAuth(key: key) }) { _, executor, address, _ in
+            let member = NodeHTTPClient(clock: NodeClock(nodeID: "b1", role: .member), auth: ClusterAuth(key: key))
+            let stranger = NodeHTTPClient(clock: NodeClock(nodeID: "x", role: .member))
+            let notice = Self.notice(.high, ["b1": 1])
+            do {
+                let refused = await #expect(throws: NodeCallError.self) {
+                    try await stranger.call(.PUT, address, "/emergency", json: notice)
+                }
+                #expect(refused?.status == 401)
+                #expect(executor.emergencyMode.current == nil)
+                let answer = try await member.call(.PUT, address, "/emergency", json: notice)
+                #expect(answer.status == 200)
+                #expect(executor.emergencyMode.current == notice)
+                #expect(try await mode(at: address).current == notice)
+            } catch {
+                await member.shutdown()
+                await stranger.shutdown()
+                throw error
+            }
+            await member.shutdown()
+            await stranger.shutdown()
+        }
+    }
+
     // MARK: - The ledger's refusal
 
     @Test("a result the broker refuses with 409 settles the job superseded: no done, folder removed")
