@@ -81,6 +81,8 @@ struct ExecutorCommand: AsyncParsableCommand {
     var executorID: String?
     @Option(help: "The broker: HOST:PORT.") var broker: String
     @Option(help: "Jobs run at once (default: the core count).") var workers: Int?
+    @Option(help: "Workers kept for HIGH and CRITICAL jobs; jobs below HIGH use the others (must be below --workers).")
+    var emergencySlots = 0
     @Option(help: "Each job's time limit in seconds.") var timeLimit: Double = 60
     @Option(help: "Seconds between heartbeats to the broker.") var heartbeatInterval: Double = 60
 
@@ -92,6 +94,12 @@ struct ExecutorCommand: AsyncParsableCommand {
             workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
             timeLimit: try seconds(timeLimit, option: "--time-limit"),
             heartbeatInterval: try seconds(heartbeatInterval, option: "--heartbeat-interval"))
+        configuration.emergencySlots = emergencySlots
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError("--emergency-slots \(emergencySlots): \(error)")
+        }
         configuration.auth = try serve.auth()
         let host = serve.host
         let node = ExecutorNode(configuration: configuration, logger: logger) { port in

@@ -27,6 +27,27 @@ final class TestBroker: Sendable {
         var submits: [String: [UInt8]] = [:]
         var deletes: [String] = []
         var failRegistrations = 0
+        /// Answer result uploads (`PUT /result/{id}`, `PUT /data/<id>/result`) 409 as the
+        /// broker's ledger does when another executor's result came first.
+        var refuseResults = false
+        /// The result uploads answered 409, by job id.
+        var refused: [String] = []
+    }
+
+    /// The executor named as the accepted one in 409 answers.
+    static let acceptedExecutor = "0000000a-0000-0000-0000-00000000000b"
+
+    /// The 409 the broker's ledger answers, naming ``acceptedExecutor``.
+    static func ledgerConflict() -> Response {
+        let body = #"{"detail":"a result from another executor was accepted first","accepted_executor":"\#(acceptedExecutor)","accepted_clock":{"test-broker":7},"accepted_dot":"\#(acceptedExecutor):3"}"#
+        return Response(
+            status: .conflict, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// The JSON null with 200, as UCP answers.
+    static func null() -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "null")))
     }
 
     let state = Mutex(State())
@@ -89,8 +110,15 @@ final class TestBroker: Sendable {
         router.put("data/**") { request, _ in
             let name = try DatastoreAPI.percentDecoded(String(request.uri.path.dropFirst("/data/".count)))
             let bytes = try await broker.receive(request)
-            broker.state.withLock { $0.data[name] = bytes }
-            return "null"
+            let refused = broker.state.withLock { s in
+                if s.refuseResults, name.hasSuffix("/result") {
+                    s.refused.append(String(name.dropLast("/result".count)))
+                    return true
+                }
+                s.data[name] = bytes
+                return false
+            }
+            return refused ? TestBroker.ledgerConflict() : TestBroker.null()
         }
         router.get("list/data/**") { request, _ in
             let prefix = try DatastoreAPI.percentDecoded(String(request.uri.path.dropFirst("/list/data/".count)))
@@ -102,8 +130,15 @@ final class TestBroker: Sendable {
         router.put("result/:job_id") { request, context in
             let jobID = try context.parameters.require("job_id")
             let bytes = try await broker.receive(request)
-            broker.state.withLock { $0.results[jobID] = bytes }
-            return "null"
+            let refused = broker.state.withLock { s in
+                if s.refuseResults {
+                    s.refused.append(jobID)
+                    return true
+                }
+                s.results[jobID] = bytes
+                return false
+            }
+            return refused ? TestBroker.ledgerConflict() : TestBroker.null()
         }
         router.put("job/done/:job_id") { _, context in
             let jobID = try context.parameters.require("job_id")

@@ -14,7 +14,7 @@ import WasmKitWASI
 /// One run of a guest, synchronous, on the calling thread: the only code that drives WasmKit.
 ///
 /// The caller owns the descriptors; this links the module's WASI imports (only the groups it
-/// needs, each function wrapped with the deadline and output checks), instantiates it with a
+/// needs, each function wrapped with the deadline, preemption and output checks), instantiates it with a
 /// fuel budget and a memory cap, and runs `_start`.
 struct GuestRun {
     let engine: Engine
@@ -29,11 +29,15 @@ struct GuestRun {
     let deadline: ContinuousClock.Instant
     let maxOutputBytes: Int64
     let maxMemoryBytes: Int
+    /// Raised by the executor to stop the run at its next WASI call; nil when it cannot be preempted.
+    var preemption: PreemptionFlag? = nil
 
     /// Why the host stopped a guest from inside a WASI call.
     enum HostStop: Error {
         case deadline
         case outputLimit(Int64)
+        /// The run's ``PreemptionFlag`` was raised.
+        case preempted
     }
 
     /// How the run ended, before it becomes a ``JobOutcome`` (which also needs the timing).
@@ -42,6 +46,8 @@ struct GuestRun {
         case trapped(String)
         case outOfTime
         case failed(String)
+        /// Stopped at a WASI call because the run was preempted.
+        case preempted
     }
 
     func run() -> End {
@@ -67,6 +73,7 @@ struct GuestRun {
                     switch stop {
                     case .deadline: return .outOfTime
                     case .outputLimit(let limit): return .failed("output limit of \(limit) bytes reached")
+                    case .preempted: return .preempted
                     }
                 } catch let trap as Trap {
                     return Self.isOutOfFuel(trap) ? .outOfTime : .trapped(Self.message(of: trap))
@@ -85,6 +92,7 @@ struct GuestRun {
         let stdout = self.stdout
         let stderr = self.stderr
         let maxOutput = self.maxOutputBytes
+        let preemption = self.preemption
         for entry in module.wasiImports {
             switch entry {
             case .provided(let name):
@@ -95,6 +103,7 @@ struct GuestRun {
                     module: "wasi_snapshot_preview1", name: name,
                     Function(store: store, type: function.type) { caller, arguments in
                         if ContinuousClock.now >= deadline { throw HostStop.deadline }
+                        if preemption?.isRequested == true { throw HostStop.preempted }
                         guard case .memory(let memory) = caller.instance?.export("memory") else {
                             throw WASIError(description: "Missing required \"memory\" export")
                         }
@@ -109,6 +118,7 @@ struct GuestRun {
                     module: "wasi_snapshot_preview1", name: name,
                     Function(store: store, type: type) { _, _ in
                         if ContinuousClock.now >= deadline { throw HostStop.deadline }
+                        if preemption?.isRequested == true { throw HostStop.preempted }
                         return [.i32(Self.enosys)]
                     })
             }

@@ -109,14 +109,18 @@ public final class JobRunner: Sendable {
     /// Runs the job `spec` describes in its folder (made if missing) and collects its results.
     ///
     /// The job's own failures (invalid module, trap, time limit, missing stdin) come back as the
-    /// report's ``JobReport/outcome``, with a line about them appended to `stderr.txt`.
+    /// report's ``JobReport/outcome``, with a line about them appended to `stderr.txt`. Raising
+    /// `preemption` stops the guest at its next WASI call; the report then says
+    /// ``JobOutcome/preempted`` and no result zip or named results are collected.
     ///
     /// - Throws: ``InvalidName`` or ``UnsafePath`` when the job's folder cannot be made safely;
     ///   ``JobRunnerError`` when the host cannot write the job's files or its zip;
     ///   `CancellationError` after ``shutdown()``.
-    public func run(_ spec: JobSpec) async throws -> JobReport {
+    public func run(_ spec: JobSpec, preemption: PreemptionFlag? = nil) async throws -> JobReport {
         let folder = try JobFolder(root: root, jobID: spec.jobID)
-        return try await pool.run { [self] in Result { try self.runNow(spec, in: folder) } }.get()
+        return try await pool.run { [self] in
+            Result { try self.runNow(spec, in: folder, preemption: preemption) }
+        }.get()
     }
 
     /// Stops the worker threads once the jobs already queued are done; later runs throw.
@@ -128,7 +132,7 @@ public final class JobRunner: Sendable {
         pool.shutdown()
     }
 
-    private func runNow(_ spec: JobSpec, in folder: JobFolder) throws -> JobReport {
+    private func runNow(_ spec: JobSpec, in folder: JobFolder, preemption: PreemptionFlag?) throws -> JobReport {
         let id = spec.jobID.rawValue
         let stdout = open(folder.stdoutPath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard stdout >= 0 else {
@@ -144,7 +148,7 @@ public final class JobRunner: Sendable {
         let limit = spec.timeLimit ?? configuration.defaultTimeLimit
         let clock = ContinuousClock()
         let start = clock.now
-        let end = execute(spec, folder: folder, stdout: stdout, stderr: stderr, limit: limit)
+        let end = execute(spec, folder: folder, stdout: stdout, stderr: stderr, limit: limit, preemption: preemption)
         let ran = clock.now - start
         let outcome: JobOutcome
         switch end {
@@ -152,8 +156,13 @@ public final class JobRunner: Sendable {
         case .trapped(let message): outcome = .trapped(message: message)
         case .outOfTime: outcome = .timedOut(limit: limit, ran: ran)
         case .failed(let message): outcome = .failed(message: message)
+        case .preempted: outcome = .preempted
         }
         switch outcome {
+        case .preempted:
+            return JobReport(
+                jobID: spec.jobID, outcome: outcome, duration: ran, resultZip: folder.resultZipPath, namedResults: [],
+                skipped: [])
         case .exited: break
         case .trapped(let message): append("Encountered Webassembly Trap: \(message)\n", to: stderr)
         case .timedOut: append("Time limit of \(limit) reached\n", to: stderr)
@@ -174,9 +183,9 @@ public final class JobRunner: Sendable {
             namedResults: named, skipped: skippedInZip + skippedNamed)
     }
 
-    private func execute(_ spec: JobSpec, folder: JobFolder, stdout: CInt, stderr: CInt, limit: Duration)
-        -> GuestRun.End
-    {
+    private func execute(
+        _ spec: JobSpec, folder: JobFolder, stdout: CInt, stderr: CInt, limit: Duration, preemption: PreemptionFlag?
+    ) -> GuestRun.End {
         let compiled: CompiledModule
         do {
             compiled = try modules.module(for: try readModule(spec.module, in: folder))
@@ -195,12 +204,13 @@ public final class JobRunner: Sendable {
             if stdin < 0 { return .failed("cannot open /dev/null: \(errnoText())") }
         }
         defer { close(stdin) }
-        let run = GuestRun(
+        var run = GuestRun(
             engine: engine, module: compiled, args: [String(spec.module.segments.last ?? "")] + spec.args,
             env: spec.env, dataFolder: folder.data.path, stdin: stdin, stdout: stdout, stderr: stderr,
             fuel: fuelRate.budget(for: limit, safetyFactor: configuration.fuelSafetyFactor),
             deadline: ContinuousClock.now + limit, maxOutputBytes: configuration.maxOutputBytes,
             maxMemoryBytes: configuration.maxMemoryBytes)
+        run.preemption = preemption
         return run.run()
     }
 

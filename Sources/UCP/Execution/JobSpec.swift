@@ -82,6 +82,10 @@ public enum JobOutcome: Sendable, Hashable, CustomStringConvertible {
     /// The job could not run: the module is not valid WebAssembly, imports something the runner
     /// does not provide, its stdin file is missing, or it wrote more output than allowed.
     case failed(message: String)
+    /// The executor preempted the run for a more urgent job (``PreemptionFlag``): the guest was
+    /// stopped at a WASI call. Not a result: no zip is written, and the job is to run again from
+    /// the start (files the partial run wrote in its folder remain).
+    case preempted
 
     /// True for `exited(code: 0)`.
     public var succeeded: Bool { self == .exited(code: 0) }
@@ -93,6 +97,7 @@ public enum JobOutcome: Sendable, Hashable, CustomStringConvertible {
         case .trapped(let message): "trapped: \(message)"
         case .timedOut(let limit, let ran): "time limit \(limit) reached after \(ran)"
         case .failed(let message): "failed: \(message)"
+        case .preempted: "preempted"
         }
     }
 }
@@ -115,7 +120,7 @@ public struct JobReport: Sendable {
     public var outcome: JobOutcome
     /// Wall-clock time of the guest's run (set-up and result collection excluded).
     public var duration: Duration
-    /// The result zip, `rootdir/<job_id>/<job_id>.zip`.
+    /// The result zip, `rootdir/<job_id>/<job_id>.zip` (not written for ``JobOutcome/preempted``).
     public var resultZip: String
     /// Files to store as named data.
     public var namedResults: [NamedResult]

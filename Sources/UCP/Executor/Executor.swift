@@ -13,13 +13,34 @@ import Synchronization
 /// order of arrival. A job's own failure (an invalid module, a trap, its time limit, data that
 /// cannot be fetched) becomes an error result whose `stderr.txt` says why; the executor goes on.
 ///
+/// Emergencies:
+/// - Jobs below HIGH occupy at most `workers - ` ``ExecutorConfiguration/emergencySlots``
+///   workers, so that HIGH and CRITICAL jobs find a free one.
+/// - When a CRITICAL job is ready and no worker is free, the executor preempts the running job of
+///   the lowest level below HIGH (among equals the most recently started; never a HIGH or
+///   CRITICAL job) and starts the CRITICAL job at once, on the worker the victim frees. WasmKit
+///   cannot interrupt a guest, so the victim stops at its next WASI call (``PreemptionFlag``):
+///   until then the executor runs one job over `workers` (one per victim still stopping; the
+///   node's runner has twice `workers` threads for them), and a compute-bound guest that makes no
+///   WASI call runs on until its next call or its fuel or time limit. The victim's events say
+///   `preempted`, then `requeued`: it goes back into the queue with its original arrival (ahead
+///   of later jobs of its level) and later runs again from the start, with a fresh time limit;
+///   files its partial run wrote in the job's folder remain. Preemption never drops a job. Metric
+///   `ucp_executor_preemptions_total`.
+/// - The emergency mode (``applyEmergency(_:)``, `PUT /emergency`): while it is raised at a level
+///   L, no queued job below L starts (they stay queued; running ones go on); when it is cleared
+///   they start again.
+///
 /// Delivery follows UCP's executor: named results are stored (`PUT /data/{name}`); the result
 /// zip goes to `PUT /result/{job_id}` when the job has a `result_addr`, else (or when that fails)
 /// it is stored as `<job_id>/result`; then `PUT /job/done/{job_id}`; then, for `delete: true`,
 /// the job's folder is removed and the broker asked to delete the job's data. Every broker call
 /// is retried with backoff within ``ExecutorConfiguration/retryWindow``; a result that cannot be
 /// delivered is never dropped silently: it is logged, kept in the job's folder and the job's
-/// state says `undelivered`.
+/// state says `undelivered`. When the broker refuses the result with 409 (its first-come-first-
+/// served ledger accepted another executor's result for the job), delivery stops there: the
+/// event `result_refused` names the accepted executor, no "done" is reported, the folder of a
+/// `delete: true` job is removed, and the job settles `superseded`.
 ///
 /// Thread-safe.
 public final class Executor: Sendable {
@@ -130,7 +151,7 @@ public final class Executor: Sendable {
                 s.jobs[jobID]?.discard = true
                 s.event(jobID, "deleted", stamp, detail: "while \(record.state.rawValue)")
                 return (true, nil)
-            case .done, .undelivered, .discarded, .handedBack:
+            case .done, .undelivered, .discarded, .handedBack, .superseded:
                 s.event(jobID, "deleted", stamp)
                 s.settle(jobID, record.state, removed: true, metrics: metrics)
                 return (true, record.folder)
@@ -175,6 +196,39 @@ public final class Executor: Sendable {
 
     /// Jobs ready and waiting for a worker.
     public var queueDepth: Int { state.withLock { $0.queue.count } }
+
+    // MARK: - Emergency mode
+
+    /// The emergency mode as this executor holds it: the notice in force and every notice applied.
+    public var emergencyMode: EmergencyMode { state.withLock { $0.mode } }
+
+    /// Applies `notice` to the executor's ``EmergencyMode`` when it supersedes the notice in force
+    /// (a stale notice, causally before the current one, is not applied). While the mode is
+    /// raised at a level, no queued job below it starts; clearing it starts them again.
+    ///
+    /// - Returns: whether the notice was applied, and the notice in force afterwards.
+    @discardableResult
+    public func applyEmergency(_ notice: EmergencyNotice) -> (applied: Bool, current: EmergencyNotice?) {
+        let (applied, current) = state.withLock { s in
+            let applied = s.mode.apply(notice)
+            return (applied, s.mode.current)
+        }
+        guard applied else {
+            logger.info(
+                "emergency notice not applied: the one in force supersedes it",
+                metadata: ["notice": "\(Membership.id(of: notice.id))", "origin": "\(notice.origin)"])
+            return (false, current)
+        }
+        metrics.emergencyLevel.record(Int(notice.level?.rawValue ?? 0))
+        logger.notice(
+            "emergency mode \(notice.level.map { "raised at \($0)" } ?? "cleared")",
+            metadata: [
+                "notice": "\(Membership.id(of: notice.id))", "origin": "\(notice.origin)",
+                "reason": "\(notice.reason)", "stamp": "\(notice.stamp)",
+            ])
+        pump()
+        return (true, current)
+    }
 
     // MARK: - Shutdown
 
@@ -275,32 +329,82 @@ public final class Executor: Sendable {
         }
     }
 
-    /// Starts queued jobs while workers are free.
+    /// Starts queued jobs while workers are free, in queue order, within the emergency slots and
+    /// the emergency mode; preempts a running job below HIGH for a CRITICAL job when none is free.
     private func pump() {
-        let starts: [(UUID, JobSpec, JobFolder)] = state.withLock { s in
-            var starts: [(UUID, JobSpec, JobFolder)] = []
-            while s.running < configuration.workers, !s.queue.isEmpty {
-                let jobID = s.queue.removeFirst()
-                guard let record = s.jobs[jobID], let spec = record.spec, let folder = record.folder else { continue }
-                s.running += 1
+        let workers = configuration.workers
+        let normalWorkers = workers - configuration.emergencySlots
+        let (starts, preempted): ([(UUID, JobSpec, JobFolder, PreemptionFlag)], [(UUID, UUID)]) = state.withLock { s in
+            var starts: [(UUID, JobSpec, JobFolder, PreemptionFlag)] = []
+            var preempted: [(UUID, UUID)] = []
+            // The queue is sorted by level, most urgent first: when its head cannot start, no
+            // later job can either.
+            while let jobID = s.queue.first {
+                guard let record = s.jobs[jobID], let spec = record.spec, let folder = record.folder else {
+                    s.queue.removeFirst()
+                    continue
+                }
+                let level = record.info.emergency
+                if let held = s.mode.level, level < held { break }
+                if s.slots.count >= workers {
+                    guard level == .critical, let victim = s.victim() else { break }
+                    s.slots.removeValue(forKey: victim)?.flag.request()
+                    s.event(victim, "preempted", clock.event(), detail: "for CRITICAL job \(UCPPaths.id(jobID))")
+                    preempted.append((victim, jobID))
+                } else if level < .high, s.slots.values.count(where: { $0.level < .high }) >= normalWorkers {
+                    break
+                }
+                s.queue.removeFirst()
+                s.starts += 1
+                let flag = PreemptionFlag()
+                s.slots[jobID] = Slot(level: level, started: s.starts, flag: flag)
                 s.move(jobID, to: .running, metrics)
                 s.event(jobID, "started", clock.event())
-                starts.append((jobID, spec, folder))
+                starts.append((jobID, spec, folder, flag))
             }
             s.metricsQueue(metrics)
-            return starts
+            return (starts, preempted)
         }
-        for (jobID, spec, folder) in starts {
-            Task { await self.run(jobID, spec: spec, folder: folder) }
+        for (victim, critical) in preempted {
+            metrics.preemptions.increment()
+            logger.notice(
+                "preempted a job for a CRITICAL job; it stops at its next WASI call and runs again later",
+                metadata: ["job": "\(UCPPaths.id(victim))", "for": "\(UCPPaths.id(critical))"])
+        }
+        for (jobID, spec, folder, flag) in starts {
+            Task { await self.run(jobID, spec: spec, folder: folder, preemption: flag) }
         }
     }
 
-    private func run(_ jobID: UUID, spec: JobSpec, folder: JobFolder) async {
+    /// Puts a preempted job back in the queue (or discards or hands it back) once its guest stopped.
+    private func requeue(_ jobID: UUID, preemption: PreemptionFlag) async {
+        enum Next { case requeued, discard, handBack }
+        let next: Next = state.withLock { s in
+            s.release(jobID, preemption)
+            guard let record = s.jobs[jobID], !record.discard else { return .discard }
+            guard s.accepting else { return .handBack }
+            s.move(jobID, to: .queued, metrics)
+            s.enqueue(jobID)
+            s.metricsQueue(metrics)
+            s.event(jobID, "requeued", clock.event(), detail: "preempted; runs again from the start")
+            return .requeued
+        }
+        logger.info("preempted job stopped", metadata: ["job": "\(UCPPaths.id(jobID))", "next": "\(next)"])
+        pump()
+        switch next {
+        case .requeued: break
+        case .discard: finishDiscarded(jobID)
+        case .handBack: await handBack(jobID)
+        }
+    }
+
+    private func run(_ jobID: UUID, spec: JobSpec, folder: JobFolder, preemption: PreemptionFlag) async {
         var zip: String?
         var named: [NamedResult] = []
         let outcome: String
         do {
-            let report = try await runner.run(spec)
+            let report = try await runner.run(spec, preemption: preemption)
+            if report.outcome == .preempted { return await requeue(jobID, preemption: preemption) }
             zip = report.resultZip
             named = report.namedResults
             outcome = report.outcome.description
@@ -313,7 +417,7 @@ public final class Executor: Sendable {
             zip = try? ErrorResult.write(in: folder, reason: "The executor could not run the job: \(error)")
         }
         let discard: Bool = state.withLock { s in
-            s.running -= 1
+            s.release(jobID, preemption)
             s.jobs[jobID]?.outcome = outcome
             s.event(jobID, "finished", clock.event(), detail: outcome)
             return s.jobs[jobID]?.discard ?? true
@@ -352,6 +456,7 @@ public final class Executor: Sendable {
                     delivered = true
                     stamp(jobID, "result_sent", detail: "\(info.resultAddr)")
                 } catch {
+                    if let refusal = Self.ledgerRefusal(error) { return supersede(jobID, info: info, refusal: refusal) }
                     stamp(jobID, "result_send_failed", detail: "\(error)")
                 }
             }
@@ -365,6 +470,7 @@ public final class Executor: Sendable {
                     delivered = true
                     stamp(jobID, "result_stored", detail: UCPPaths.jobDataName(jobID, "result"))
                 } catch {
+                    if let refusal = Self.ledgerRefusal(error) { return supersede(jobID, info: info, refusal: refusal) }
                     stamp(jobID, "result_store_failed", detail: "\(error)")
                 }
             }
@@ -400,6 +506,27 @@ public final class Executor: Sendable {
             }
         }
         settle(jobID, .done)
+    }
+
+    /// Settles a job whose result the broker's ledger refused: another executor's came first.
+    private func supersede(_ jobID: UUID, info: JobInfo, refusal: String) {
+        stamp(jobID, "result_refused", detail: refusal)
+        logger.warning(
+            "the broker refused the result: another executor's was accepted first",
+            metadata: ["job": "\(UCPPaths.id(jobID))", "refusal": "\(refusal)"])
+        let discard = state.withLock { $0.jobs[jobID]?.discard ?? false }
+        if info.delete || discard { removeFolder(jobID) }
+        settle(jobID, .superseded)
+    }
+
+    /// For a 409 from the broker's result ledger, a line naming the executor whose result was
+    /// accepted (from the answer's `accepted_executor` and `accepted_dot`); nil for any other error.
+    static func ledgerRefusal(_ error: any Error) -> String? {
+        guard let call = error as? NodeCallError, call.status == 409 else { return nil }
+        let object = (try? JSONSerialization.jsonObject(with: Data(call.body))) as? [String: Any] ?? [:]
+        var line = "accepted executor \(object["accepted_executor"] as? String ?? "unknown")"
+        if let dot = object["accepted_dot"] as? String { line += " (dot \(dot))" }
+        return line + ": " + call.detail
     }
 
     private func handBack(_ jobID: UUID) async {
@@ -490,12 +617,25 @@ private struct Record {
     var removed = false
 }
 
+/// A worker held by a running job.
+private struct Slot {
+    let level: EmergencyLevel
+    /// Order of starting (the latest start has the largest).
+    let started: UInt64
+    /// Raised to preempt the run.
+    let flag: PreemptionFlag
+}
+
 /// Everything the executor's lock guards.
 private struct State {
     var jobs: [UUID: Record] = [:]
     /// Ready jobs: most urgent level first, then by arrival.
     var queue: [UUID] = []
-    var running = 0
+    /// The workers taken, by job. A preempted job gives its slot up at once, while its guest
+    /// runs on until its next WASI call.
+    var slots: [UUID: Slot] = [:]
+    var starts: UInt64 = 0
+    var mode = EmergencyMode()
     var accepting = true
     var arrivals: UInt64 = 0
     var counts: [ExecutorJobState: Int] = [:]
@@ -540,10 +680,31 @@ private struct State {
     }
 
     mutating func enqueue(_ jobID: UUID) {
-        guard let level = jobs[jobID]?.info.emergency else { return }
-        // After every job of the same or a higher level: arrival order within a level.
-        let index = queue.firstIndex { (jobs[$0]?.info.emergency ?? .low) < level } ?? queue.endIndex
+        guard let record = jobs[jobID] else { return }
+        let level = record.info.emergency
+        // After every job of a higher level and every earlier arrival of the same level (a
+        // requeued job keeps its place ahead of later jobs of its level).
+        let index =
+            queue.firstIndex { other in
+                guard let o = jobs[other] else { return false }
+                return o.info.emergency < level || (o.info.emergency == level && o.arrival > record.arrival)
+            } ?? queue.endIndex
         queue.insert(jobID, at: index)
+    }
+
+    /// Frees the worker of `jobID`'s run with `flag`, unless it was given up already (preempted).
+    mutating func release(_ jobID: UUID, _ flag: PreemptionFlag) {
+        if slots[jobID]?.flag === flag { slots[jobID] = nil }
+    }
+
+    /// The running job a CRITICAL job may preempt: the lowest level below HIGH, among equals the
+    /// most recently started; nil when every running job is HIGH or CRITICAL.
+    func victim() -> UUID? {
+        slots.filter { $0.value.level < .high }
+            .min { a, b in
+                a.value.level != b.value.level ? a.value.level < b.value.level : a.value.started > b.value.started
+            }?
+            .key
     }
 
     func metricsQueue(_ metrics: ExecutorMetrics) {

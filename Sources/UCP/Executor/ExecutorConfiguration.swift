@@ -19,7 +19,12 @@ public struct ExecutorConfiguration: Sendable {
     /// The broker it registers with and fetches data from.
     public var broker: Address
     /// Jobs that run at once. Default: the core count. The rest wait in the executor's queue.
+    /// (While a preempted job is stopping, one more may run for a while: see ``Executor``.)
     public var workers: Int
+    /// Workers kept for HIGH and CRITICAL jobs: jobs below HIGH occupy at most
+    /// `workers - emergencySlots` workers at once. Must be at least 0 and below ``workers``
+    /// (``validate()``). Default 0. `ucp executor --emergency-slots N`.
+    public var emergencySlots: Int = 0
     /// Each job's time limit. Default 60 s.
     public var timeLimit: Duration
     /// Time between heartbeats. Default 60 s, as UCP's executors beat.
@@ -46,7 +51,8 @@ public struct ExecutorConfiguration: Sendable {
         executorID: UUID? = nil, broker: Address, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
         timeLimit: Duration = .seconds(60), heartbeatInterval: Duration = .seconds(60),
         retryWindow: Duration = .seconds(60), maxRetryDelay: Duration = .seconds(5),
-        shutdownGrace: Duration = .seconds(30), deleteJobDataOnBroker: Bool = true, fuelRate: FuelRate? = nil
+        shutdownGrace: Duration = .seconds(30), deleteJobDataOnBroker: Bool = true, fuelRate: FuelRate? = nil,
+        emergencySlots: Int = 0
     ) {
         self.host = host
         self.advertisedHosts = advertisedHosts ?? [host]
@@ -62,6 +68,22 @@ public struct ExecutorConfiguration: Sendable {
         self.shutdownGrace = shutdownGrace
         self.deleteJobDataOnBroker = deleteJobDataOnBroker
         self.fuelRate = fuelRate
+        self.emergencySlots = emergencySlots
+    }
+
+    /// Checks the settings that must agree with each other.
+    ///
+    /// - Throws: ``ExecutorError/configuration(_:)`` when ``emergencySlots`` is negative or not
+    ///   below ``workers``.
+    public func validate() throws(ExecutorError) {
+        guard emergencySlots >= 0 else {
+            throw .configuration("emergency slots must not be negative (got \(emergencySlots))")
+        }
+        guard emergencySlots < workers else {
+            throw .configuration(
+                "emergency slots (\(emergencySlots)) must be fewer than workers (\(workers)), "
+                    + "so that jobs below HIGH can run at all")
+        }
     }
 
     /// The name of the file in `rootdir` that keeps a generated executor id.

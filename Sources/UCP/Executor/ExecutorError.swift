@@ -14,6 +14,9 @@ public enum ExecutorError: Error, Hashable, CustomStringConvertible {
     case unknownJob(UUID)
     /// The executor's id could not be read or kept.
     case identity(path: String, problem: String)
+    /// The configuration is inconsistent (for example ``ExecutorConfiguration/emergencySlots``
+    /// not below ``ExecutorConfiguration/workers``).
+    case configuration(String)
 
     /// One line saying what went wrong and with what.
     public var description: String {
@@ -24,6 +27,7 @@ public enum ExecutorError: Error, Hashable, CustomStringConvertible {
         case .setup(let id, let problem): "cannot set up job \(id.uuidString.lowercased()): \(problem)"
         case .unknownJob: "Job not found"
         case .identity(let path, let problem): "cannot keep the executor id in \(path): \(problem)"
+        case .configuration(let problem): "invalid executor configuration: \(problem)"
         }
     }
 }

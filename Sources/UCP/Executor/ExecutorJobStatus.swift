@@ -21,20 +21,26 @@ public enum ExecutorJobState: String, Sendable, Hashable, Codable, CaseIterable 
     /// Given back to the broker (`PUT /job/submit/{job_id}`) because the executor shut down
     /// before it started.
     case handedBack = "handed_back"
+    /// The broker refused its result (409): another executor's result for the job was accepted
+    /// first (the broker's first-come-first-served ledger). No "done" is reported; the refusal
+    /// is the event `result_refused`, which names the accepted executor.
+    case superseded
 
     /// True when nothing more happens to the job.
     public var isSettled: Bool {
         switch self {
         case .fetching, .queued, .running, .delivering: false
-        case .done, .undelivered, .discarded, .handedBack: true
+        case .done, .undelivered, .discarded, .handedBack, .superseded: true
         }
     }
 }
 
 /// One stamped event in a job's life on an executor.
 public struct ExecutorJobEvent: Sendable, Hashable, Codable {
-    /// What happened: `accepted`, `fetched`, `queued`, `started`, `finished`, `named_result`,
-    /// `result_sent`, `result_stored`, `done`, `deleted`, `discarded`, `handed_back`, or a
+    /// What happened: `accepted`, `fetched`, `queued`, `started`, `preempted` (a CRITICAL job
+    /// took its worker), `requeued` (stopped and back in the queue, to run again from the start),
+    /// `finished`, `named_result`, `result_sent`, `result_stored`, `result_refused` (another
+    /// executor's result was accepted), `done`, `deleted`, `discarded`, `handed_back`, or a
     /// `..._failed` variant.
     public var event: String
     /// When, by the executor's clock (its dot orders the executor's own events).

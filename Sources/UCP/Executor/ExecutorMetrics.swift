@@ -8,7 +8,10 @@ import Metrics
 /// - `ucp_heartbeats_total{result}`: heartbeats sent, `ok` or `error`;
 /// - `ucp_registrations_total{result}`: registration attempts, `ok` or `error`;
 /// - `ucp_broker_call_failures_total`: broker calls that failed (each attempt);
-/// - `ucp_clock_width`: entries in the executor's vector clock.
+/// - `ucp_clock_width`: entries in the executor's vector clock;
+/// - `ucp_executor_preemptions_total`: running jobs preempted for a CRITICAL job;
+/// - `ucp_executor_emergency_level`: the emergency mode in force, 0 none, else the level's raw
+///   value (1 LOW ... 4 CRITICAL).
 struct ExecutorMetrics: Sendable {
     let jobs: [ExecutorJobState: Metrics.Gauge]
     let queueDepth: Metrics.Gauge
@@ -18,6 +21,8 @@ struct ExecutorMetrics: Sendable {
     let registrationsFailed: Metrics.Counter
     let brokerCallFailures: Metrics.Counter
     let clockWidth: Metrics.Gauge
+    let preemptions: Metrics.Counter
+    let emergencyLevel: Metrics.Gauge
 
     init(_ metrics: NodeMetrics) {
         var jobs: [ExecutorJobState: Metrics.Gauge] = [:]
@@ -36,5 +41,8 @@ struct ExecutorMetrics: Sendable {
         brokerCallFailures = metrics.counter("ucp_broker_call_failures_total")
         clockWidth = metrics.gauge("ucp_clock_width")
         clockWidth.record(0)
+        preemptions = metrics.counter("ucp_executor_preemptions_total")
+        emergencyLevel = metrics.gauge("ucp_executor_emergency_level")
+        emergencyLevel.record(0)
     }
 }

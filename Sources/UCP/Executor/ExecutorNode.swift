@@ -7,7 +7,8 @@ import Synchronization
 
 /// The executor node: serves ``ExecutorAPI``, registers with the broker and keeps beating.
 ///
-/// `run()` starts the job runner (``ExecutorConfiguration/workers`` threads), serves the API
+/// `run()` starts the job runner (twice ``ExecutorConfiguration/workers`` threads, so that a
+/// CRITICAL job never waits for a preempted guest to stop), serves the API
 /// (with ``NodeRoutes``: `/ping` answers `_executor<id>._urban-cp._tcp.local.`, `/clock`,
 /// `/metrics`), registers with the broker (`PUT /executors/register`, retried with backoff
 /// until the broker answers), then sends a heartbeat (`PUT /executors/heartbeat/{id}` with
@@ -50,10 +51,11 @@ public final class ExecutorNode: Service, Sendable {
 
     /// Serves the executor until a graceful shutdown (or cancellation), as described above.
     ///
-    /// - Throws: ``ExecutorError/identity(path:problem:)``, the runner's set-up errors, or the
+    /// - Throws: ``ExecutorError/identity(path:problem:)``, ``ExecutorError/configuration(_:)``, the runner's set-up errors, or the
     ///   server's (a port in use, for example).
     public func run() async throws {
         let id = try identity.get()
+        try configuration.validate()
         let name = Membership.id(of: id)
         var nodeLogger = self.logger
         nodeLogger[metadataKey: "executor"] = "\(name)"
@@ -64,8 +66,10 @@ public final class ExecutorNode: Service, Sendable {
         do {
             runner = try JobRunner(
                 rootdir: configuration.rootdir,
+                // Twice the workers: a CRITICAL job starts at once on the worker a preempted job
+                // frees, while that job's guest may still run until its next WASI call.
                 configuration: JobRunnerConfiguration(
-                    workers: configuration.workers, defaultTimeLimit: configuration.timeLimit,
+                    workers: configuration.workers * 2, defaultTimeLimit: configuration.timeLimit,
                     fuelRate: configuration.fuelRate))
         } catch {
             await http.shutdown()

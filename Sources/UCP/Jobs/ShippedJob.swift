@@ -17,6 +17,7 @@ import WAT
 /// | `cat PATH` | copies the file at PATH, opened exactly as given, to stdout |
 /// | `trap` | executes `unreachable` |
 /// | `spin` | loops forever |
+/// | `ticker N [WORK]` | N ticks of WORK compute steps (default 100 000), one `.` on stdout each, then `ticker: N ticks, checksum C`; preemptible at every tick |
 ///
 /// Exit codes: 0 done, 1 an input could not be read or parsed (a line on stderr says which),
 /// 2 wrong usage.
@@ -35,6 +36,9 @@ public enum ShippedJob: String, CaseIterable, Sendable {
     case trap
     /// Never ends.
     case spin
+    /// Ticks N times (compute, then one WASI write each), then prints a summary: a long job that
+    /// can be preempted at every tick.
+    case ticker
 
     /// The module's file name, e.g. `hello.wasm`.
     public var fileName: String { rawValue + ".wasm" }
@@ -49,6 +53,7 @@ public enum ShippedJob: String, CaseIterable, Sendable {
         case .cat: ShippedWAT.cat
         case .trap: ShippedWAT.trap
         case .spin: ShippedWAT.spin
+        case .ticker: ShippedWAT.ticker
         }
     }
 

@@ -365,4 +365,73 @@ enum ShippedWAT {
             (loop $forever
               (br $forever))))
         """#
+
+    /// `ticker N [WORK]`: N ticks, each WORK steps of an LCG (default 100 000) then one `.` on
+    /// stdout (a WASI call, where a preempted run stops); then `\nticker: N ticks, checksum C\n`.
+    static let ticker = #"""
+        (module
+        \#(importWrite)
+        \#(importArgs)
+        \#(importExit)
+          (memory (export "memory") 1)
+          (data (i32.const 64) "usage: ticker N [WORK]\n")
+          (data (i32.const 96) "\nticker: ")
+          (data (i32.const 112) " ticks, checksum ")
+          (data (i32.const 136) ".")
+        \#(helpersWrite)
+        \#(helpersArgs)
+          ;; $parse (ptr) -> a decimal number, or -1 when empty or not all digits.
+          (func $parse (param $p i32) (result i64)
+            (local $n i64) (local $c i32) (local $digits i32)
+            (block $end
+              (loop $more
+                (local.set $c (i32.load8_u (local.get $p)))
+                (br_if $end (i32.eqz (local.get $c)))
+                (if (i32.or (i32.lt_u (local.get $c) (i32.const 48)) (i32.gt_u (local.get $c) (i32.const 57)))
+                  (then (return (i64.const -1))))
+                (if (i32.ge_u (local.get $digits) (i32.const 18)) (then (return (i64.const -1))))
+                (local.set $n
+                  (i64.add (i64.mul (local.get $n) (i64.const 10))
+                    (i64.extend_i32_u (i32.sub (local.get $c) (i32.const 48)))))
+                (local.set $digits (i32.add (local.get $digits) (i32.const 1)))
+                (local.set $p (i32.add (local.get $p) (i32.const 1)))
+                (br $more)))
+            (if (result i64) (local.get $digits) (then (local.get $n)) (else (i64.const -1))))
+          (func $usage
+            (drop (call $write (i32.const 2) (i32.const 64) (i32.const 23)))
+            (call $proc_exit (i32.const 2)))
+          (func (export "_start")
+            (local $argc i32) (local $n i64) (local $work i64) (local $i i64) (local $j i64) (local $acc i64)
+            (local.set $argc (call $load_args))
+            (if (i32.or (i32.lt_s (local.get $argc) (i32.const 2)) (i32.gt_s (local.get $argc) (i32.const 3)))
+              (then (call $usage)))
+            (local.set $n (call $parse (call $arg (i32.const 1))))
+            (local.set $work (i64.const 100000))
+            (if (i32.eq (local.get $argc) (i32.const 3))
+              (then (local.set $work (call $parse (call $arg (i32.const 2))))))
+            (if (i32.or (i64.lt_s (local.get $n) (i64.const 0)) (i64.lt_s (local.get $work) (i64.const 0)))
+              (then (call $usage)))
+            (local.set $acc (i64.const 1))
+            (block $done
+              (loop $tick
+                (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+                (local.set $j (i64.const 0))
+                (block $computed
+                  (loop $step
+                    (br_if $computed (i64.ge_u (local.get $j) (local.get $work)))
+                    (local.set $acc
+                      (i64.add (i64.mul (local.get $acc) (i64.const 6364136223846793005))
+                        (i64.const 1442695040888963407)))
+                    (local.set $j (i64.add (local.get $j) (i64.const 1)))
+                    (br $step)))
+                (if (call $write (i32.const 1) (i32.const 136) (i32.const 1)) (then (call $proc_exit (i32.const 1))))
+                (local.set $i (i64.add (local.get $i) (i64.const 1)))
+                (br $tick)))
+            (drop (call $write (i32.const 1) (i32.const 96) (i32.const 9)))
+            (call $print_u64 (i32.const 1) (local.get $n))
+            (drop (call $write (i32.const 1) (i32.const 112) (i32.const 17)))
+            (call $print_u64 (i32.const 1) (local.get $acc))
+            (i32.store8 (i32.const 32) (i32.const 10))
+            (drop (call $write (i32.const 1) (i32.const 32) (i32.const 1)))))
+        """#
 }

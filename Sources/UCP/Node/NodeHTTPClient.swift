@@ -227,12 +227,16 @@ public struct NodeCallError: Error, Hashable, CustomStringConvertible {
     public var status: Int?
     /// The answer's `detail` (UCP's error field), its body, or what went wrong on the way.
     public var detail: String
+    /// The answer's body (at most its first 64 KiB), empty when there was no answer; read it for
+    /// fields beside `detail` (a ledger refusal's `accepted_executor`, for example).
+    public var body: [UInt8]
 
     /// An error.
-    public init(url: String, status: Int?, detail: String) {
+    public init(url: String, status: Int?, detail: String, body: [UInt8] = []) {
         self.url = url
         self.status = status
         self.detail = detail
+        self.body = body
     }
 
     /// An error for an answer with `status` and `body`, its detail read from `{"detail": ...}`.
@@ -243,7 +247,7 @@ public struct NodeCallError: Error, Hashable, CustomStringConvertible {
         {
             detail = "\(text)"
         }
-        self.init(url: url, status: status, detail: detail)
+        self.init(url: url, status: status, detail: detail, body: Array(body.prefix(1 << 16)))
     }
 
     /// `PUT http://... answered 404: unknown job` or `... failed: connection refused`.
