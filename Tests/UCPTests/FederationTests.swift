@@ -107,7 +107,10 @@ struct FederationTests {
                     try await eventually("the stranded job was delegated once the link came back") {
                         e1.submitted.contains { $0.id == stranded } || e2.submitted.contains { $0.id == stranded }
                     }
-                    try await eventually("equal tables and equal clocks", timeout: .seconds(20)) {
+                    try await eventually(
+                        "equal tables and equal clocks", timeout: .seconds(20),
+                        detail: { try differences(a, b) }
+                    ) {
                         let ca = try await a.federation.node.clock()
                         let cb = try await b.federation.node.clock()
                         return try a.digest() == b.digest() && ca == cb
@@ -209,4 +212,11 @@ struct FederationTests {
             #expect(view.contains(#""applied":[]"#), "\(view)")
         }
     }
+}
+
+/// The rows two brokers disagree on, for a failure message.
+func differences(_ a: FederatedBroker, _ b: FederatedBroker) throws -> String {
+    let da = Set(try a.digest())
+    let db = Set(try b.digest())
+    return "only at broker 0: \(da.subtracting(db).sorted())\nonly at broker 1: \(db.subtracting(da).sorted())"
 }

@@ -39,7 +39,7 @@ func read(_ path: String) throws -> String {
 /// naming `what` and throws, so that the test stops there.
 func eventually(
     _ what: String, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
+    detail: () throws -> String = { "" }, _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
@@ -47,6 +47,7 @@ func eventually(
         try await Task.sleep(for: .milliseconds(20))
     }
     if try await condition() { return }
-    Issue.record("timed out after \(timeout) waiting for: \(what)", sourceLocation: sourceLocation)
+    Issue.record(
+        "timed out after \(timeout) waiting for: \(what) \((try? detail()) ?? "")", sourceLocation: sourceLocation)
     throw APIError(.requestTimeout, "timed out after \(timeout) waiting for \(what)")
 }
