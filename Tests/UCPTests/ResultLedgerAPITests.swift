@@ -141,7 +141,7 @@ struct ResultLedgerAPITests {
         let sink = ResultSink()
         try await withBroker({
             $0.heartbeatInterval = .milliseconds(200)
-            $0.pruneAfter = .seconds(2)
+            $0.failAfter = .seconds(2)
         }) { _, broker in
             try await withServer(sink.router()) { sinkPort in
                 let base = "http://\(broker)"
