@@ -97,7 +97,7 @@ struct RedeploymentTests {
         }
     }
 
-    @Test("failing an executor redeploys its jobs, except those whose result was accepted: only their done is missing")
+    @Test("failing an executor redeploys its jobs, except those whose result it gave and the ledger accepted: only their done is missing")
     func failKeepsFinishedJobs() throws {
         try withTemporaryFolder { folder in
             let store = try BrokerStore(rootdir: folder)
@@ -106,14 +106,18 @@ struct RedeploymentTests {
             try store.registerExecutor(executor, clock: [:])
             let running = Self.job(b: 1)
             let reported = Self.job(b: 2)
-            for job in [running, reported] {
+            let lost = Self.job(b: 2)
+            for job in [running, reported, lost] {
                 try store.submit(job, cause: nil)
                 #expect(try store.assign(job.id, to: executor.id, stamp: ClockStamp(clock: ["b": 3])))
             }
             _ = try store.decideResult(
                 LedgerEntry(jobID: reported.id, executor: executor.id, dot: nil, stamp: ClockStamp(clock: ["b": 4]), at: 0))
+            // Another executor's result for `lost` was accepted: this one may not have run it.
+            _ = try store.decideResult(
+                LedgerEntry(jobID: lost.id, executor: UUID(), dot: nil, stamp: ClockStamp(clock: ["b": 4]), at: 0))
             let outcome = try store.failExecutors([executor.id]) { ClockStamp(clock: ["b": 5]) }
-            #expect(outcome.redeployed == [running.id])
+            #expect(outcome.redeployed == [running.id, lost.id])
             #expect(outcome.finished == [reported.id])
             #expect(try store.job(running.id)?.state == .queued)
             #expect(try store.job(reported.id)?.state == .assigned)

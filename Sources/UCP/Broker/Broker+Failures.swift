@@ -54,7 +54,7 @@ extension Broker {
                         "executors": "\(failed.map { Membership.id(of: $0) })",
                         "redeployed": "\(outcome.redeployed.map { Membership.id(of: $0) })",
                     ])
-                // Their result is in; the executor died before saying done.
+                // Their result, from the failed executor, is in: it died before saying done.
                 for job in outcome.finished {
                     _ = try store.markDone(job, stamp: { clock.event() }, cause: nil)
                     logger.info("job of a failed executor done: its result was accepted", metadata: ["job": "\(Membership.id(of: job))"])

@@ -215,15 +215,16 @@ public final class BrokerStore: Sendable {
     public struct FailOutcome: Sendable, Hashable {
         /// Jobs put back in the queue, for other executors.
         public var redeployed: [UUID] = []
-        /// Jobs left assigned because the ledger already accepted their result: only their
-        /// `done` is missing, which the caller records (``markDone(_:stamp:cause:)``).
+        /// Jobs left assigned because the ledger already accepted their result from the failed
+        /// executor itself: only its `done` is missing, which the caller records
+        /// (``markDone(_:stamp:cause:)``).
         public var finished: [UUID] = []
     }
 
     /// Marks the executors `ids` failed (they must register again; their heartbeats are
     /// refused) and puts their assigned jobs back in the queue, logging a `redeployed` event
-    /// stamped by `stamp()` for each, except the jobs whose result was accepted already. One
-    /// transaction.
+    /// stamped by `stamp()` for each, except the jobs whose result the ledger accepted from that
+    /// executor. One transaction.
     public func failExecutors(_ ids: [UUID], stamp: () -> ClockStamp) throws(BrokerStoreError) -> FailOutcome {
         guard !ids.isEmpty else { return FailOutcome() }
         return try write { db in
@@ -234,15 +235,17 @@ public final class BrokerStore: Sendable {
                 let jobs = try String.fetchAll(
                     db,
                     sql: """
-                        SELECT id FROM jobs WHERE executor_id = ? AND state = 'assigned'
-                        AND NOT EXISTS (SELECT 1 FROM ledger_accepted a WHERE a.job_id = jobs.id) ORDER BY seq
+                        SELECT id FROM jobs WHERE executor_id = ?1 AND state = 'assigned'
+                        AND NOT EXISTS (SELECT 1 FROM ledger_accepted a WHERE a.job_id = jobs.id AND a.executor_id = ?1)
+                        ORDER BY seq
                         """,
                     arguments: [key])
                 outcome.finished += try String.fetchAll(
                     db,
                     sql: """
-                        SELECT id FROM jobs WHERE executor_id = ? AND state = 'assigned'
-                        AND EXISTS (SELECT 1 FROM ledger_accepted a WHERE a.job_id = jobs.id) ORDER BY seq
+                        SELECT id FROM jobs WHERE executor_id = ?1 AND state = 'assigned'
+                        AND EXISTS (SELECT 1 FROM ledger_accepted a WHERE a.job_id = jobs.id AND a.executor_id = ?1)
+                        ORDER BY seq
                         """,
                     arguments: [key]
                 ).compactMap(UUID.init(uuidString:))
