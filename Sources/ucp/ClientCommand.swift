@@ -9,7 +9,7 @@ import UCP
 struct ClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client", abstract: "Submit WASI jobs and put, get or list data through a broker.",
-        subcommands: [Submit.self, Put.self, Get.self, List.self, EmergencyCommand.self])
+        subcommands: [Submit.self, Put.self, Get.self, List.self, Status.self, EmergencyCommand.self])
 
     /// Options every client command takes.
     struct Connection: ParsableArguments {

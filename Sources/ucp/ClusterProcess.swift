@@ -7,7 +7,8 @@ import Synchronization
 
 /// A node of the demo cluster: this executable started again with a role's arguments, its
 /// standard output read until the node prints the line that says where it listens, its standard
-/// error appended to a log file. ``stop()`` sends SIGTERM, waits (bounded) and then SIGKILLs.
+/// error appended to a log file. ``stop()`` sends SIGTERM, waits (bounded) and then SIGKILLs;
+/// ``crash()`` SIGKILLs at once; ``pause()`` and ``resume()`` send SIGSTOP and SIGCONT.
 final class ClusterProcess: Sendable {
     /// The child's process id.
     let pid: pid_t
@@ -15,6 +16,10 @@ final class ClusterProcess: Sendable {
     let name: String
     /// Where its standard error goes.
     let logPath: String
+    /// Its arguments (the executable's path excluded).
+    let arguments: [String]
+    /// The executable it runs.
+    let executable: String
     private let stdoutFD: Int32
     private let exited = Mutex<Int32?>(nil)
 
@@ -28,6 +33,8 @@ final class ClusterProcess: Sendable {
     init(name: String, arguments: [String], logPath: String, executable: String = ClusterProcess.executablePath) throws {
         self.name = name
         self.logPath = logPath
+        self.arguments = arguments
+        self.executable = executable
         var out: [Int32] = [0, 0]
         guard pipe(&out) == 0 else { throw DemoError("pipe: \(String(cString: strerror(errno)))") }
         _ = fcntl(out[0], F_SETFD, FD_CLOEXEC)
@@ -100,10 +107,41 @@ final class ClusterProcess: Sendable {
         if exited.withLock({ $0 }) == nil { kill(pid, signal) }
     }
 
+    /// Kills the child with SIGKILL (a crash: nothing is flushed or said goodbye) and reaps it.
+    @discardableResult
+    func crash() -> Int32 {
+        if let status = exited.withLock({ $0 }) { return status }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        close(stdoutFD)
+        exited.withLock { $0 = status }
+        return status
+    }
+
+    /// Stops the child with SIGSTOP: it stays alive but silent until ``resume()``.
+    func pause() { send(SIGSTOP) }
+
+    /// Lets a paused child go on (SIGCONT).
+    func resume() { send(SIGCONT) }
+
+    /// The same command started again (after a crash or a stop), on `port` instead of the port
+    /// it was given, its standard error appended to the same log.
+    func restarted(port: Int) throws -> ClusterProcess {
+        var arguments = self.arguments
+        if let index = arguments.firstIndex(of: "--port"), index + 1 < arguments.count {
+            arguments[index + 1] = String(port)
+        } else {
+            arguments += ["--port", String(port)]
+        }
+        return try ClusterProcess(name: name, arguments: arguments, logPath: logPath, executable: executable)
+    }
+
     /// Stops the child: SIGTERM, then SIGKILL if it has not exited after `grace`; reaps it.
     @discardableResult
     func stop(grace: Duration = .seconds(10)) -> Int32 {
         if let status = exited.withLock({ $0 }) { return status }
+        kill(pid, SIGCONT)  // a paused child cannot handle SIGTERM
         kill(pid, SIGTERM)
         let deadline = ContinuousClock.now + grace
         var status: Int32 = 0

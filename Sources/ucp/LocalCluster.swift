@@ -2,26 +2,33 @@ import Causal
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UCP
 
 /// A broker, a datastore and executors as separate `ucp` processes on 127.0.0.1, in a folder of
-/// their own, all holding one fresh cluster key. ``stop()`` ends every process it started.
+/// their own, all holding one fresh cluster key. ``stop()`` ends every process it started. For
+/// fault tests, a node may be crashed (``crash(_:)``), paused and resumed, and restarted on its
+/// port and data folder (``restart(_:timeout:)``).
 final class LocalCluster: Sendable {
     /// The cluster's folder: node data folders, the key, one log file per process.
     let folder: String
     /// The broker's address.
     let broker: Address
-    /// The processes, broker first.
-    let processes: [ClusterProcess]
+    /// The processes, broker first (a restarted node's current process).
+    var processes: [ClusterProcess] { running.withLock { $0 } }
+    private let running: Mutex<[ClusterProcess]>
     /// Every node's address by name (`broker`, `datastore`, `executor-1`, ...).
     let addresses: [(name: String, address: Address)]
     /// The cluster's key.
     let auth: ClusterAuth
 
     /// Starts the cluster and waits until every executor is registered and the datastore takes
-    /// data, or throws after `timeout`.
+    /// data, or throws after `timeout`. The broker fails a node silent for `failAfterSeconds`
+    /// (default five heartbeats) and suspects one silent for `suspectAfterSeconds` (default: the
+    /// broker's); executors run `workers` jobs at once (default: the core count).
     static func start(
         in folder: String, executors: Int, timeLimit: Double, heartbeatSeconds: Double = 2,
+        suspectAfterSeconds: Double? = nil, failAfterSeconds: Double? = nil, workers: Int? = nil,
         timeout: Duration = .seconds(60), executable: String = ClusterProcess.executablePath, log: (String) -> Void
     ) async throws -> LocalCluster {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -45,8 +52,9 @@ final class LocalCluster: Sendable {
             let beat = String(heartbeatSeconds)
             let broker = try start(
                 "broker",
-                ["broker", "--rootdir", folder + "/broker.d", "--heartbeat-interval", beat, "--prune-after",
-                 String(heartbeatSeconds * 5)])
+                ["broker", "--rootdir", folder + "/broker.d", "--heartbeat-interval", beat, "--fail-after",
+                 String(failAfterSeconds ?? heartbeatSeconds * 5)]
+                    + (suspectAfterSeconds.map { ["--suspect-after", String($0)] } ?? []))
             _ = try start(
                 "datastore",
                 ["datastore", "--rootdir", folder + "/datastore.d", "--broker", "\(broker)", "--heartbeat-interval", beat])
@@ -54,7 +62,8 @@ final class LocalCluster: Sendable {
                 _ = try start(
                     "executor-\(index)",
                     ["executor", "--rootdir", folder + "/executor-\(index).d", "--broker", "\(broker)",
-                     "--heartbeat-interval", beat, "--time-limit", String(timeLimit)])
+                     "--heartbeat-interval", beat, "--time-limit", String(timeLimit)]
+                        + (workers.map { ["--workers", String($0)] } ?? []))
             }
             let cluster = LocalCluster(
                 folder: folder, broker: broker, processes: processes, addresses: addresses, auth: ClusterAuth(key: key))
@@ -71,7 +80,7 @@ final class LocalCluster: Sendable {
     ) {
         self.folder = folder
         self.broker = broker
-        self.processes = processes
+        self.running = Mutex(processes)
         self.addresses = addresses.map { (name: $0.0, address: $0.1) }
         self.auth = auth
     }
@@ -103,6 +112,48 @@ final class LocalCluster: Sendable {
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .milliseconds(250))
         }
+    }
+
+    /// The process of node `name`.
+    func process(_ name: String) -> ClusterProcess? {
+        processes.first { $0.name == name }
+    }
+
+    /// Node `name`'s address.
+    func address(of name: String) -> Address? {
+        addresses.first { $0.name == name }?.address
+    }
+
+    /// Crashes node `name` (SIGKILL) and reaps it.
+    func crash(_ name: String) {
+        process(name)?.crash()
+    }
+
+    /// Starts node `name` again, after a crash or a stop, on the same port and data folder, and
+    /// waits until it listens.
+    ///
+    /// - Throws: ``DemoError`` when it is unknown or does not listen on its port within `timeout`.
+    func restart(_ name: String, timeout: Duration = .seconds(60)) throws {
+        guard let old = process(name), let address = address(of: name) else { throw DemoError("no node \(name)") }
+        old.crash()
+        let new = try old.restarted(port: address.port)
+        do {
+            let port = try new.waitUntilListening(timeout: timeout)
+            guard port == address.port else { throw DemoError("\(name) came back on port \(port), not \(address.port)") }
+        } catch {
+            new.crash()
+            throw error
+        }
+        running.withLock { processes in
+            if let index = processes.firstIndex(where: { $0 === old }) { processes[index] = new }
+        }
+    }
+
+    /// The broker's `GET /status`.
+    func status() async throws -> BrokerStatus {
+        let client = client()
+        defer { Task { await client.shutdown() } }
+        return try await client.http.decode(BrokerStatus.self, .GET, broker, "/status")
     }
 
     /// Every node's clock (`GET /clock`).

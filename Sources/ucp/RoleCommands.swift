@@ -19,19 +19,32 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "The broker's id (a UUID); default: the one kept in --rootdir, or a new one.") var id: String?
     @Option(help: "Seconds between the heartbeats expected of executors and datastores.")
     var heartbeatInterval: Double = 60
-    @Option(help: "Prune an executor or datastore silent for this many seconds.") var pruneAfter: Double = 130
+    @Option(help: "Suspect an executor silent for this many seconds: no new jobs until it beats again (default: halfway between --heartbeat-interval and --fail-after).")
+    var suspectAfter: Double?
+    @Option(
+        name: [.customLong("fail-after"), .customLong("prune-after")],
+        help: "Fail an executor or datastore silent for this many seconds: it must register again and its jobs are redeployed (--prune-after is an alias).")
+    var failAfter: Double = 130
+
     @OptionGroup var federation: FederationOptions
+
+    func validate() throws {
+        guard failAfter > heartbeatInterval else {
+            throw ValidationError("--fail-after must be longer than --heartbeat-interval")
+        }
+        if let suspectAfter, suspectAfter > failAfter || suspectAfter <= 0 {
+            throw ValidationError("--suspect-after must be positive and at most --fail-after")
+        }
+    }
 
     func run() async throws {
         let logger = serve.logger("ucp.broker")
         var configuration = BrokerConfiguration(
             host: serve.host, port: serve.port, rootdir: rootdir, id: try id.map(parseUUID),
             heartbeatInterval: try seconds(heartbeatInterval, option: "--heartbeat-interval"),
-            pruneAfter: try seconds(pruneAfter, option: "--prune-after"),
+            suspectAfter: try suspectAfter.map { try seconds($0, option: "--suspect-after") },
+            failAfter: try seconds(failAfter, option: "--fail-after"),
             logLevel: logger.logLevel)
-        guard configuration.pruneAfter > configuration.heartbeatInterval else {
-            throw ValidationError("--prune-after must be longer than --heartbeat-interval")
-        }
         configuration.auth = try serve.auth()
         configuration.federation = try federation.configuration(auth: configuration.auth)
         let host = serve.host

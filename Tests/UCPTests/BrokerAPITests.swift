@@ -200,7 +200,7 @@ struct BrokerAPITests {
     func pruning() async throws {
         let executor = FakeExecutor()
         try await withBroker({
-            $0.heartbeatInterval = .milliseconds(200); $0.pruneAfter = .milliseconds(800)
+            $0.heartbeatInterval = .milliseconds(200); $0.failAfter = .milliseconds(800)
         }) { _, broker in
             let base = "http://\(broker)"
             let id = UUID()

@@ -30,7 +30,9 @@ struct BrokerStoreTests {
             // An assigned job submitted again is handed back by its executor: queued once more.
             let handed = Self.job(b: 5)
             try store.submit(handed, cause: nil)
-            #expect(try store.assign(handed.id, to: UUID(), stamp: ClockStamp(clock: ["b": 6])))
+            let holder = ExecutorRecord(id: UUID())
+            try store.registerExecutor(ExecutorEntry(record: holder, hosts: [], lastHeartbeat: 0), clock: [:])
+            #expect(try store.assign(handed.id, to: holder.id, stamp: ClockStamp(clock: ["b": 6])))
             #expect(try store.submit(Self.job(handed.id, b: 7), cause: Dot(node: "x", seq: 1)) == .queued)
             #expect(try store.job(handed.id)?.state == .queued)
             #expect(try store.job(handed.id)?.executorID == nil)
@@ -93,8 +95,8 @@ struct BrokerStoreTests {
         }
     }
 
-    @Test("pruning an executor puts its assigned jobs back in the queue")
-    func prune() throws {
+    @Test("failing an executor redeploys its assigned jobs: back in the queue")
+    func fail() throws {
         try withTemporaryFolder { folder in
             let store = try BrokerStore(rootdir: folder)
             defer { try? store.close() }
@@ -103,13 +105,15 @@ struct BrokerStoreTests {
             let job = Self.job(b: 1)
             try store.submit(job, cause: nil)
             #expect(try store.assign(job.id, to: executor.id, stamp: ClockStamp(clock: ["b": 2])))
-            let requeued = try store.pruneExecutors([executor.id]) { ClockStamp(clock: ["b": 3]) }
-            #expect(requeued == [job.id])
+            let outcome = try store.failExecutors([executor.id]) { ClockStamp(clock: ["b": 3]) }
+            #expect(outcome.redeployed == [job.id])
             #expect(try store.executors().isEmpty)
             #expect(try store.job(job.id)?.state == .queued)
             #expect(try store.queuedJobs().map(\.id) == [job.id])
             #expect(try store.heartbeatExecutor(executor.id, capabilities: Capabilities(), at: 9) == false)
-            #expect(try store.events(of: job.id).map(\.kind) == [.submitted, .assigned, .requeued])
+            #expect(try store.events(of: job.id).map(\.kind) == [.submitted, .assigned, .redeployed])
+            #expect(try store.redeploymentCount() == 1)
+            #expect(try store.executorSummaries().map(\.failed) == [true])
         }
     }
 }

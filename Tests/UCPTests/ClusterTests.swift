@@ -24,7 +24,7 @@ final class TestCluster: @unchecked Sendable {  // mutated only by the test that
     func brokerConfiguration(port: Int) -> BrokerConfiguration {
         var configuration = BrokerConfiguration(
             host: "127.0.0.1", port: port, rootdir: folder + "/broker.d", id: brokerID,
-            heartbeatInterval: .milliseconds(200), pruneAfter: .seconds(3), tickInterval: .milliseconds(50),
+            heartbeatInterval: .milliseconds(200), failAfter: .seconds(3), tickInterval: .milliseconds(50),
             logLevel: .warning)
         configuration.auth = auth
         return configuration

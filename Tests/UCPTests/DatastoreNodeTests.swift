@@ -42,7 +42,7 @@ struct DatastoreNodeTests {
                         try await send(.GET, "http://\(address)/metrics").1.contains(
                             #"ucp_heartbeats_total{role="datastore"}"#)
                     }
-                    try broker.store.pruneDatastores([id])
+                    try broker.store.failDatastores([id])
                     try await eventually("the forgotten datastore registers again") {
                         try broker.store.datastores().count == 1
                     }

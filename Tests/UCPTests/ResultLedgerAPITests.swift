@@ -141,7 +141,7 @@ struct ResultLedgerAPITests {
         let sink = ResultSink()
         try await withBroker({
             $0.heartbeatInterval = .milliseconds(200)
-            $0.pruneAfter = .seconds(2)
+            $0.failAfter = .seconds(2)
         }) { _, broker in
             try await withServer(sink.router()) { sinkPort in
                 let base = "http://\(broker)"
@@ -167,6 +167,8 @@ struct ResultLedgerAPITests {
                 try await withServer(new.router()) { port in
                     _ = try await send(.PUT, base + "/executors/register", json: new.registration(port: port))
                     try await eventually("the job goes to the new executor") { new.submitted.map(\.id).contains(id) }
+                    // A fresh heartbeat: the new executor, failed, would have its accepted job marked done.
+                    _ = try await send(.PUT, base + "/executors/heartbeat/\(new.idText)", json: #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#)
                     let (winner, loser) = lateFirst ? (old, new) : (new, old)
                     var (status, body) = try await sendResult(base, "/result/\(id)", from: winner)
                     #expect(status == .ok, "\(body)")

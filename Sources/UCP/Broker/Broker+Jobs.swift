@@ -73,12 +73,14 @@ extension Broker {
         }
     }
 
-    /// Sends `job` (queued) to a live capable executor chosen at random, trying the next one
-    /// when an executor refuses or cannot be reached, and records the assignment.
+    /// Sends `job` (queued) to an active capable executor chosen at random, trying the next one
+    /// when an executor refuses or cannot be reached, and records the assignment. An executor
+    /// that failed while the job was being sent to it does not get it (the store checks): it is
+    /// told to drop the job (errors ignored) and the next one is tried.
     func send(_ job: JobRecord) async -> DispatchOutcome {
         let candidates: [ExecutorEntry]
         do {
-            candidates = try liveExecutors(at: now()).filter { $0.record.curCaps.canRun(job.info.capabilities) }
+            candidates = try activeExecutors(at: now()).filter { $0.record.curCaps.canRun(job.info.capabilities) }
                 .shuffled()
         } catch {
             return .refused("\(error)")
@@ -107,6 +109,11 @@ extension Broker {
                 }
             } catch {
                 logger.error("cannot record the assignment of job \(Membership.id(of: job.id)): \(error)")
+            }
+            if (try? store.job(job.id))?.state == .queued {
+                await dropSent(job.id, from: executor)
+                failures.append("executor \(Membership.id(of: executor.id)) failed while the job was sent")
+                continue
             }
             // Done or deleted while it was being sent: the executor need not keep it.
             if (try? store.job(job.id))?.state == .deleted {

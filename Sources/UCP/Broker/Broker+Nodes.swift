@@ -90,10 +90,11 @@ extension Broker {
         }
     }
 
-    /// Records an executor's heartbeat and its current capabilities.
+    /// Records an executor's heartbeat and its current capabilities; a suspected executor is
+    /// active again.
     ///
     /// - Throws: ``BrokerError`` 404 "No such executor" for an executor not registered (or
-    ///   pruned), which tells a UCP executor to register again.
+    ///   failed), which tells a UCP executor to register again.
     public func heartbeatExecutor(_ id: UUID, capabilities: Capabilities) throws(BrokerError) {
         let known: Bool
         do {
@@ -102,13 +103,14 @@ extension Broker {
             throw BrokerError(error)
         }
         guard known else { throw BrokerError(.notFound, "No such executor") }
+        noteHeartbeat(of: id)
         gauges.executorHeartbeats.increment()
         markDirty()
     }
 
-    /// The number of live datastores, after pruning silent ones.
+    /// The number of live datastores, after failing silent ones.
     public func datastoreCount() throws(BrokerError) -> Int {
-        prune()
+        detectFailures()
         do {
             return try liveDatastores(at: now()).count
         } catch {
@@ -116,9 +118,10 @@ extension Broker {
         }
     }
 
-    /// The number of live executors, after pruning silent ones (as UCP counts).
+    /// The number of live executors (suspected ones included), after failing silent ones (as UCP
+    /// counts).
     public func executorCount() throws(BrokerError) -> Int {
-        prune()
+        detectFailures()
         do {
             return try liveExecutors(at: now()).count
         } catch {
@@ -154,7 +157,7 @@ extension Broker {
 
     /// Records a datastore's heartbeat.
     ///
-    /// - Throws: ``BrokerError`` 404 "No such datastore" for one not registered (or pruned).
+    /// - Throws: ``BrokerError`` 404 "No such datastore" for one not registered (or failed).
     public func heartbeatDatastore(_ id: UUID) throws(BrokerError) {
         let known: Bool
         do {

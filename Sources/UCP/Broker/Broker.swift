@@ -22,9 +22,14 @@ import Synchronization
 ///   ``BrokerConfiguration/maxConcurrentDispatches`` at once); a job no executor can take stays
 ///   queued and is retried every tick without holding up the others. An executor that answers an
 ///   error or cannot be reached is skipped for another capable one.
-/// - Executors silent for ``BrokerConfiguration/pruneAfter`` are pruned and their assigned jobs
-///   go back to the queue. A restarted broker gives every executor a fresh `pruneAfter` from its
-///   start, since it could not hear heartbeats while it was down.
+/// - Failure detection (``FailureDetector``): an executor silent for
+///   ``BrokerConfiguration/suspectAfter`` is suspected (it keeps its jobs but gets no new ones
+///   until it beats again); one silent for ``BrokerConfiguration/failAfter`` is failed (it must
+///   register again) and its assigned jobs are redeployed to other executors. A job is never
+///   assigned to an executor that is no longer active, even one that failed while the job was
+///   being sent to it (that executor is told to drop the job). A restarted broker gives every
+///   executor a fresh `failAfter` from its start, since it could not hear heartbeats while it
+///   was down.
 /// - Results are first come, first served (``ResultLedger``): the first result for a job is
 ///   accepted, every later one from another executor is recorded and refused (409) before any of
 ///   it is forwarded or stored; a `done` from an executor whose result was refused changes
@@ -50,6 +55,8 @@ public final class Broker: Sendable {
     let now: @Sendable () -> Double
     let startedAt: Double
     let dispatch = Mutex(DispatchState())
+    /// The executors found suspected by the last failure detection pass.
+    let suspects = Mutex<Set<UUID>>([])
     let gauges: Gauges
     /// The federation this broker belongs to, once attached.
     let federationLink = Mutex<BrokerFederation?>(nil)
@@ -136,14 +143,14 @@ public final class Broker: Sendable {
         federation?.poke()
     }
 
-    /// True when a node last heard of at `time` is still alive.
+    /// True when a node last heard of at `time` has not failed (it may be suspected).
     func isAlive(lastHeard time: Double, at moment: Double) -> Bool {
-        moment - max(time, startedAt) <= configuration.pruneAfter.seconds
+        failureDetector.liveness(lastHeard: time, at: moment) != .failed
     }
 
     // MARK: - Background loop
 
-    /// Runs the pruning and dispatch loop until the task is cancelled or the service group shuts
+    /// Runs the failure detection and dispatch loop until the task is cancelled or the service group shuts
     /// down gracefully; dispatches still running are awaited (each is bounded by
     /// ``BrokerConfiguration/callTimeout`` per executor tried), then the clock is saved.
     public func runMaintenance() async {
@@ -158,7 +165,7 @@ public final class Broker: Sendable {
                 let tick = moment - lastTick >= configuration.tickInterval.seconds
                 if tick {
                     lastTick = moment
-                    prune()
+                    detectFailures()
                 }
                 if tick || dirty {
                     for job in jobsToDispatch(at: moment) {
@@ -216,34 +223,6 @@ public final class Broker: Sendable {
         }
     }
 
-    /// Prunes executors and datastores silent for longer than ``BrokerConfiguration/pruneAfter``
-    /// and requeues the jobs of pruned executors.
-    func prune() {
-        let moment = now()
-        do {
-            let silent = try store.executors().filter { !isAlive(lastHeard: $0.lastHeartbeat, at: moment) }.map(\.id)
-            if !silent.isEmpty {
-                let requeued = try store.pruneExecutors(silent) { clock.event() }
-                logger.info(
-                    "pruned silent executors",
-                    metadata: [
-                        "executors": "\(silent.map { Membership.id(of: $0) })",
-                        "requeued": "\(requeued.map { Membership.id(of: $0) })",
-                    ])
-                markDirty()
-            }
-            let gone = try store.datastores().filter { !isAlive(lastHeard: $0.lastSeen, at: moment) }.map(\.id)
-            if !gone.isEmpty {
-                try store.pruneDatastores(gone)
-                logger.info(
-                    "pruned silent datastores", metadata: ["datastores": "\(gone.map { Membership.id(of: $0) })"])
-                markDirty()
-            }
-        } catch {
-            logger.error("pruning failed: \(error)")
-        }
-    }
-
     /// Updates the gauges from the store.
     func refreshMetrics() {
         do {
@@ -275,12 +254,12 @@ public final class Broker: Sendable {
         }
     }
 
-    /// The executors not silent for longer than `pruneAfter` at `moment`.
+    /// The executors not silent for longer than `failAfter` at `moment` (suspected ones included).
     func liveExecutors(at moment: Double) throws(BrokerStoreError) -> [ExecutorEntry] {
         try store.executors().filter { isAlive(lastHeard: $0.lastHeartbeat, at: moment) }
     }
 
-    /// The datastores not silent for longer than `pruneAfter` at `moment`.
+    /// The datastores not silent for longer than `failAfter` at `moment`.
     func liveDatastores(at moment: Double) throws(BrokerStoreError) -> [DatastoreEntry] {
         try store.datastores().filter { isAlive(lastHeard: $0.lastSeen, at: moment) }
     }

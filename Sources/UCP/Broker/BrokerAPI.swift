@@ -13,6 +13,7 @@ import NIOCore
 /// | `PUT /executors/heartbeat/{exec_id}` body Capabilities | `null`; 404 unknown executor |
 /// | `GET /executors/count` | the number of live executors |
 /// | extension: `GET /datastores/count` | the number of live datastores |
+/// | extension: `GET /status` | a ``BrokerStatus``: executors and their liveness, job counts, ledger counts, redeployments |
 /// | `PUT /job/submit/{job_id}` `{"job_info": ..., "wait_for": [...]}` | the job id; 503 no capable executor (without `wait_for`), 404 `wait_for` names an unknown job, 409 id already submitted |
 /// | `PUT /job/done/{job_id}` | `null`; 404 unknown job |
 /// | `DELETE /job/{job_id}` | `null`; 404 unknown job, 502 a datastore failed to drop its data |
@@ -72,6 +73,9 @@ public struct BrokerAPI: Sendable {
         }
         router.get("datastores/count") { _, _ in
             try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.datastoreCount() })
+        }
+        router.get("status") { _, _ in
+            try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.status() })
         }
         router.put("datastores/register") { request, context in
             let body = try await Self.decode(DatastoreRegistration.self, request)

@@ -13,8 +13,12 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var id: UUID?
     /// How often executors and datastores are expected to beat (UCP: 60 s).
     public var heartbeatInterval: Duration
-    /// A node silent this long is pruned (UCP: 130 s); more than `heartbeatInterval`.
-    public var pruneAfter: Duration
+    /// An executor silent this long is suspected: it keeps its jobs but gets no new ones, until
+    /// it beats again. At most `failAfter` (a longer one counts as `failAfter`).
+    public var suspectAfter: Duration
+    /// A node silent this long is failed (UCP prunes after 130 s): it must register again, and an
+    /// executor's assigned jobs are redeployed to others. More than `heartbeatInterval`.
+    public var failAfter: Duration
     /// How often the broker retries queued jobs and looks for silent nodes.
     public var tickInterval: Duration
     /// Deadline of a ping, a dispatch or a datastore query.
@@ -33,22 +37,33 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// Membership in a federation of brokers (needs the cluster key); nil for a broker alone.
     public var federation: FederationConfiguration? = nil
 
-    /// A configuration with UCP's defaults (broker port 8000, 60 s beats, pruning after 130 s).
+    /// The former name of ``failAfter``.
+    @available(*, deprecated, renamed: "failAfter")
+    public var pruneAfter: Duration {
+        get { failAfter }
+        set { failAfter = newValue }
+    }
+
+    /// A configuration with UCP's defaults (broker port 8000, 60 s beats, failing after 130 s).
+    /// Without `suspectAfter`, executors are suspected halfway between `heartbeatInterval` and
+    /// `failAfter` (95 s by default).
     public init(
         host: String = "127.0.0.1", port: Int = 8000, rootdir: String = "broker.d", id: UUID? = nil,
-        heartbeatInterval: Duration = .seconds(60), pruneAfter: Duration = .seconds(130),
+        heartbeatInterval: Duration = .seconds(60), suspectAfter: Duration? = nil, failAfter: Duration = .seconds(130),
         tickInterval: Duration = .seconds(1), callTimeout: Duration = .seconds(10),
         transferTimeout: Duration = .seconds(600), maxUploadBytes: Int64 = 1 << 30, maxConcurrentDispatches: Int = 16,
         logLevel: Logger.Level = .info
     ) {
-        precondition(pruneAfter > heartbeatInterval, "pruneAfter must be longer than heartbeatInterval")
+        precondition(failAfter > heartbeatInterval, "failAfter must be longer than heartbeatInterval")
+        precondition(suspectAfter.map { $0 > .zero && $0 <= failAfter } ?? true, "suspectAfter is in (0, failAfter]")
         precondition(maxConcurrentDispatches >= 1 && maxUploadBytes >= 0, "limits are positive")
         self.host = host
         self.port = port
         self.rootdir = rootdir
         self.id = id
         self.heartbeatInterval = heartbeatInterval
-        self.pruneAfter = pruneAfter
+        self.suspectAfter = suspectAfter ?? (heartbeatInterval + failAfter) / 2
+        self.failAfter = failAfter
         self.tickInterval = tickInterval
         self.callTimeout = callTimeout
         self.transferTimeout = transferTimeout

@@ -62,7 +62,11 @@ public struct BrokerNode: Service {
             }
         }
         let app = BrokerAPI(broker: broker).application(
-            host: configuration.host, port: configuration.port, logger: logger, onServerRunning: onListening)
+            host: configuration.host, port: configuration.port, logger: logger
+        ) { [onListening, federation] port in
+            federation?.address = Address(host: configuration.host, port: port)
+            await onListening(port)
+        }
         let outcome: Result<Void, any Error> = await withTaskGroup(of: Void.self) { group in
             group.addTask { await broker.runMaintenance() }
             if let federation { group.addTask { await federation.run() } }

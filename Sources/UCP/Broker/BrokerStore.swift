@@ -214,29 +214,55 @@ public final class BrokerStore: Sendable {
         }
     }
 
-    /// Marks the executors `ids` pruned and puts their assigned jobs back in the queue, logging a
-    /// `requeued` event stamped by `stamp()` for each; returns the requeued jobs.
-    public func pruneExecutors(_ ids: [UUID], stamp: () -> ClockStamp) throws(BrokerStoreError) -> [UUID] {
-        guard !ids.isEmpty else { return [] }
+    /// What ``failExecutors(_:stamp:)`` did with the failed executors' assigned jobs.
+    public struct FailOutcome: Sendable, Hashable {
+        /// Jobs put back in the queue, for other executors.
+        public var redeployed: [UUID] = []
+        /// Jobs left assigned because the ledger already accepted their result from the failed
+        /// executor itself: only its `done` is missing, which the caller records
+        /// (``markDone(_:stamp:cause:)``).
+        public var finished: [UUID] = []
+    }
+
+    /// Marks the executors `ids` failed (they must register again; their heartbeats are
+    /// refused) and puts their assigned jobs back in the queue, logging a `redeployed` event
+    /// stamped by `stamp()` for each, except the jobs whose result the ledger accepted from that
+    /// executor. One transaction.
+    public func failExecutors(_ ids: [UUID], stamp: () -> ClockStamp) throws(BrokerStoreError) -> FailOutcome {
+        guard !ids.isEmpty else { return FailOutcome() }
         return try write { db in
-            var requeued: [UUID] = []
+            var outcome = FailOutcome()
             for id in ids {
                 let key = Membership.id(of: id)
-                try db.execute(sql: "UPDATE executors SET state = 'pruned' WHERE id = ?", arguments: [key])
+                try db.execute(sql: "UPDATE executors SET state = 'failed' WHERE id = ?", arguments: [key])
                 let jobs = try String.fetchAll(
-                    db, sql: "SELECT id FROM jobs WHERE executor_id = ? AND state = 'assigned' ORDER BY seq",
+                    db,
+                    sql: """
+                        SELECT id FROM jobs WHERE executor_id = ?1 AND state = 'assigned'
+                        AND NOT EXISTS (SELECT 1 FROM ledger_accepted a WHERE a.job_id = jobs.id AND a.executor_id = ?1)
+                        ORDER BY seq
+                        """,
                     arguments: [key])
+                outcome.finished += try String.fetchAll(
+                    db,
+                    sql: """
+                        SELECT id FROM jobs WHERE executor_id = ?1 AND state = 'assigned'
+                        AND EXISTS (SELECT 1 FROM ledger_accepted a WHERE a.job_id = jobs.id AND a.executor_id = ?1)
+                        ORDER BY seq
+                        """,
+                    arguments: [key]
+                ).compactMap(UUID.init(uuidString:))
                 for job in jobs {
                     let now = stamp()
                     try db.execute(
                         sql: "UPDATE jobs SET state = 'queued', executor_id = NULL, assigned = NULL WHERE id = ?",
                         arguments: [job])
-                    try Self.log(db, JobEvent(jobID: UUID(uuidString: job)!, kind: .requeued, stamp: now))
+                    try Self.log(db, JobEvent(jobID: UUID(uuidString: job)!, kind: .redeployed, stamp: now))
                     try Self.mergeClock(db, now.clock)
-                    requeued.append(UUID(uuidString: job)!)
+                    outcome.redeployed.append(UUID(uuidString: job)!)
                 }
             }
-            return requeued
+            return outcome
         }
     }
 
@@ -284,14 +310,14 @@ public final class BrokerStore: Sendable {
         }
     }
 
-    /// Marks the datastores `ids` pruned (their data locations are kept: a datastore that comes
-    /// back still holds its files).
-    public func pruneDatastores(_ ids: [UUID]) throws(BrokerStoreError) {
+    /// Marks the datastores `ids` failed: they must register again (their data locations are
+    /// kept: a datastore that comes back still holds its files).
+    public func failDatastores(_ ids: [UUID]) throws(BrokerStoreError) {
         guard !ids.isEmpty else { return }
         try write { db in
             for id in ids {
                 try db.execute(
-                    sql: "UPDATE datastores SET state = 'pruned' WHERE id = ?", arguments: [Membership.id(of: id)])
+                    sql: "UPDATE datastores SET state = 'failed' WHERE id = ?", arguments: [Membership.id(of: id)])
             }
         }
     }
@@ -350,7 +376,7 @@ public final class BrokerStore: Sendable {
     ///
     /// A job submitted again while it is `assigned` is being handed back by its executor (which
     /// is shutting down and hands back what it has not started): it goes back to the queue, as a
-    /// pruned executor's jobs do, with a `requeued` event, and `queued` is returned.
+    /// failed executor's jobs do, with a `requeued` event, and `queued` is returned.
     ///
     /// - Throws: ``BrokerStoreError/duplicateJob(_:)`` when a job with that id exists (unless it
     ///   was deleted before it ran, which frees the id, or is handed back);
@@ -433,12 +459,16 @@ public final class BrokerStore: Sendable {
     }
 
     /// Gives a queued job to `executor`, logging `assigned`; false (and nothing changed) when
-    /// the job is no longer queued (done, deleted or assigned meanwhile).
+    /// the job is no longer queued (done, deleted or assigned meanwhile) or the executor is no
+    /// longer active (failed while the job was being sent to it). Both are checked in the same
+    /// transaction as the assignment, so a job is never assigned to a failed executor.
     public func assign(_ id: UUID, to executor: UUID, stamp: ClockStamp) throws(BrokerStoreError) -> Bool {
         try write { db in
             try db.execute(
-                sql:
-                    "UPDATE jobs SET state = 'assigned', executor_id = ?, assigned = ? WHERE id = ? AND state = 'queued'",
+                sql: """
+                    UPDATE jobs SET state = 'assigned', executor_id = ?1, assigned = ?2 WHERE id = ?3 AND state = 'queued'
+                    AND EXISTS (SELECT 1 FROM executors WHERE id = ?1 AND state = 'active')
+                    """,
                 arguments: [Membership.id(of: executor), try Self.json(stamp), Membership.id(of: id)])
             guard db.changesCount > 0 else { return false }
             try Self.log(db, JobEvent(jobID: id, kind: .assigned, stamp: stamp))
@@ -619,6 +649,73 @@ public final class BrokerStore: Sendable {
                 db, sql: "SELECT * FROM ledger_rejected WHERE job_id = ? ORDER BY id", arguments: [key]
             ).map { LedgerRejection(try Self.ledgerEntry(id, $0), reason: $0["reason"]) }
             return LedgerView(accepted: accepted, rejected: rejected)
+        }
+    }
+
+    // MARK: - Status
+
+    /// An executor as `GET /status` shows it: its entry, whether it was declared failed, and how
+    /// many jobs are assigned to it.
+    public struct ExecutorSummary: Sendable, Hashable {
+        /// The executor as last registered or heard of.
+        public var entry: ExecutorEntry
+        /// True when it was declared failed (it must register again).
+        public var failed: Bool
+        /// How many jobs are `assigned` to it.
+        public var assignedJobs: Int
+    }
+
+    /// Every executor ever registered with this broker (not a peer broker's), active or failed,
+    /// with its assigned job count, by id.
+    public func executorSummaries() throws(BrokerStoreError) -> [ExecutorSummary] {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.record, e.hosts, e.last_heartbeat, e.state,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.executor_id = e.id AND j.state = 'assigned') AS assigned
+                    FROM executors e WHERE e.home IS NULL ORDER BY e.id
+                    """
+            ).map { row in
+                ExecutorSummary(
+                    entry: ExecutorEntry(
+                        record: try Self.decode(ExecutorRecord.self, row["record"]),
+                        hosts: try Self.decode([String].self, row["hosts"]), lastHeartbeat: row["last_heartbeat"]),
+                    failed: (row["state"] as String) != "active", assignedJobs: row["assigned"])
+            }
+        }
+    }
+
+    /// How many jobs of each emergency level are in `state` (levels without jobs are absent).
+    public func jobCounts(in state: JobState) throws(BrokerStoreError) -> [EmergencyLevel: Int] {
+        try read { db in
+            var counts: [EmergencyLevel: Int] = [:]
+            for row in try Row.fetchAll(
+                db, sql: "SELECT emergency, COUNT(*) AS n FROM jobs WHERE state = ? GROUP BY emergency",
+                arguments: [state.rawValue])
+            {
+                if let level = EmergencyLevel(rawValue: UInt8(clamping: row["emergency"] as Int)) {
+                    counts[level] = row["n"] as Int
+                }
+            }
+            return counts
+        }
+    }
+
+    /// How many results the ledger accepted (one per job at most) and rejected.
+    public func ledgerCounts() throws(BrokerStoreError) -> (accepted: Int, rejected: Int) {
+        try read { db in
+            let accepted = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_accepted") ?? 0
+            let rejected = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_rejected") ?? 0
+            return (accepted, rejected)
+        }
+    }
+
+    /// How many times a job was redeployed because its executor failed (`redeployed` events).
+    public func redeploymentCount() throws(BrokerStoreError) -> Int {
+        try read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE kind = ?", arguments: [JobEvent.Kind.redeployed.rawValue])
+                ?? 0
         }
     }
 

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// `waiting` (its `wait_for` jobs are not all done) → `queued` (ready, looking for an executor)
 /// → `assigned` (an executor accepted it) → `done` (the executor said so); `deleted` from any
-/// state. A pruned executor's `assigned` jobs go back to `queued`.
+/// state. A failed executor's `assigned` jobs go back to `queued` (redeployed).
 public enum JobState: String, Sendable, Hashable, Codable, CaseIterable {
     /// Waits for the jobs in its `wait_for` to be done.
     case waiting
@@ -73,11 +73,13 @@ public struct JobEvent: Sendable, Hashable, Codable {
         case done
         /// Deleted.
         case deleted
-        /// Its executor was pruned: back to `queued`.
+        /// Handed back by its executor (which is shutting down): back to `queued`.
         case requeued
         /// Given to a peer broker to dispatch (it had a capable executor, this broker none), or
         /// received from one.
         case delegated
+        /// Its executor was declared failed: back to `queued`, for another executor.
+        case redeployed
         /// Its result went to the job's `result_addr`.
         case resultForwarded = "result_forwarded"
         /// Its result was stored on a datastore as `<job_id>/result`.

@@ -30,12 +30,12 @@ public final class BrokerFederation: Sendable {
     /// The transport.
     public let node: CausalNode
     let broker: Broker
-    let address: Address?
     let logger: Logger
     private let state = Mutex(State())
     private let wake = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
 
     private struct State {
+        var address: Address?
         var peers: [Int: FederationPeer] = [:]
         var stopped = false
     }
@@ -48,7 +48,7 @@ public final class BrokerFederation: Sendable {
     public init(broker: Broker, configuration: FederationConfiguration, httpAddress: Address?, logger: Logger) throws {
         self.configuration = configuration
         self.broker = broker
-        self.address = httpAddress
+        state.withLock { $0.address = httpAddress }
         self.logger = logger
         var options = configuration.options
         options.stateDirectory = (broker.configuration.rootdir as NSString).appendingPathComponent("federation")
@@ -64,6 +64,13 @@ public final class BrokerFederation: Sendable {
             }
         }
         try broker.store.startReplicating()
+    }
+
+    /// Where this broker's HTTP API listens, as its messages tell the peers (set once the server
+    /// listens, when it picked its port).
+    public var address: Address? {
+        get { state.withLock { $0.address } }
+        set { state.withLock { $0.address = newValue } }
     }
 
     /// The port the transport listens on.
