@@ -40,8 +40,14 @@ test-c-sanitized: deps
 	cmake --build build-sanitized -j $(JOBS)
 	ctest --test-dir build-sanitized --output-on-failure
 
+# Two passes: the in-process suites in parallel, then the suites that start `ucp` processes or
+# load the machine (process faults, 10,000 queued jobs, the demo) one at a time, so that on two
+# cores they do not starve the heartbeat-timed suites of CPU.
+SERIAL_SUITES = FaultTests|ClusterDemoTests|ClientCommandTests|EmergencyQueueTests
 test-swift: deps
-	$(SWIFT) test
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'
+	$(SWIFT) test --skip-build --no-parallel --filter '$(SERIAL_SUITES)'
 
 bench: deps bench-c bench-jobs
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark --format markdown --no-progress | tee ../build/benchmarks.md

@@ -16,10 +16,11 @@ struct DemoCommand: AsyncParsableCommand {
 struct ClusterDemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
-        abstract: "Start a broker, a datastore and executors on 127.0.0.1, run a batch of WASI jobs, print results."
+        abstract:
+            "Start two federated brokers, a datastore and executors on 127.0.0.1; run jobs, an emergency and a failure; print what happened."
     )
 
-    @Option(help: "Executor processes.") var executors = 2
+    @Option(help: "Executor processes.") var executors = 3
     @Option(help: "Rounds of five jobs each (plus a trapping and a runaway job).") var rounds = 4
     @Flag(help: "Keep the cluster's folder (logs, data) afterwards.") var keep = false
 
@@ -55,7 +56,9 @@ struct GroupDemoCommand: AsyncParsableCommand {
     func run() async throws {
         let demo = CausalGroupDemo(
             nodes: nodes, messagesPerNode: messages, maxDelay: .milliseconds(maxDelay), seed: seed)
-        print("causal group: \(nodes) nodes x \(messages) broadcasts, delays up to \(maxDelay) ms, 10% duplicates, 5% emergencies")
+        print(
+            "causal group: \(nodes) nodes x \(messages) broadcasts, delays up to \(maxDelay) ms, 10% duplicates, 5% emergencies"
+        )
         let start = ContinuousClock.now
         let reports = try await demo.run()
         let elapsed = ContinuousClock.now - start
@@ -70,9 +73,11 @@ struct GroupDemoCommand: AsyncParsableCommand {
         let delivered = reports.reduce(0) { $0 + Int($1.statistics.delivered) }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         print("")
-        print("delivered \(delivered) messages in \(String(format: "%.2f", seconds)) s; "
-              + "every node ends with the same clock: \(Set(reports.map(\.clock)).count == 1 ? "yes" : "NO")")
-        print("""
+        print(
+            "delivered \(delivered) messages in \(String(format: "%.2f", seconds)) s; "
+                + "every node ends with the same clock: \(Set(reports.map(\.clock)).count == 1 ? "yes" : "NO")")
+        print(
+            """
             held back: arrived before a causal predecessor and waited for it; duplicates: dropped;
             emergency: HIGH/CRITICAL deliveries; overtakes: deliveries that went ahead of a waiting lower-level
             message; violations: deliveries an independent checker found out of causal order (must be 0)

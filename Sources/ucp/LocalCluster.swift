@@ -5,15 +5,17 @@ import ServiceLifecycle
 import Synchronization
 import UCP
 
-/// A broker, a datastore and executors as separate `ucp` processes on 127.0.0.1, in a folder of
-/// their own, all holding one fresh cluster key. ``stop()`` ends every process it started. For
+/// Brokers (one, or a federation), a datastore and executors as separate `ucp` processes on
+/// 127.0.0.1, in a folder of their own, all holding one fresh cluster key. ``stop()`` ends every process it started. For
 /// fault tests, a node may be crashed (``crash(_:)``), paused and resumed, and restarted on its
 /// port and data folder (``restart(_:timeout:)``).
 final class LocalCluster: Sendable {
     /// The cluster's folder: node data folders, the key, one log file per process.
     let folder: String
-    /// The broker's address.
+    /// The (first) broker's address.
     let broker: Address
+    /// Every broker's address, the first one first (`broker`, `broker-2`, ...).
+    let brokers: [Address]
     /// The processes, broker first (a restarted node's current process).
     var processes: [ClusterProcess] { running.withLock { $0 } }
     private let running: Mutex<[ClusterProcess]>
@@ -25,9 +27,12 @@ final class LocalCluster: Sendable {
     /// Starts the cluster and waits until every executor is registered and the datastore takes
     /// data, or throws after `timeout`. The broker fails a node silent for `failAfterSeconds`
     /// (default five heartbeats) and suspects one silent for `suspectAfterSeconds` (default: the
-    /// broker's); executors run `workers` jobs at once (default: the core count).
+    /// broker's); executors run `workers` jobs at once (default: the core count). With `brokers`
+    /// above one, the brokers form a federation over the causal transport (slots 0, 1, ...), the
+    /// datastore registers with the first and the executors with each broker in turn.
     static func start(
-        in folder: String, executors: Int, timeLimit: Double, heartbeatSeconds: Double = 2,
+        in folder: String, brokers brokerCount: Int = 1, executors: Int, timeLimit: Double,
+        heartbeatSeconds: Double = 2,
         suspectAfterSeconds: Double? = nil, failAfterSeconds: Double? = nil, workers: Int? = nil,
         timeout: Duration = .seconds(60), executable: String = ClusterProcess.executablePath, log: (String) -> Void
     ) async throws -> LocalCluster {
@@ -50,24 +55,50 @@ final class LocalCluster: Sendable {
         }
         do {
             let beat = String(heartbeatSeconds)
-            let broker = try start(
-                "broker",
-                ["broker", "--rootdir", folder + "/broker.d", "--heartbeat-interval", beat, "--fail-after",
-                 String(failAfterSeconds ?? heartbeatSeconds * 5)]
-                    + (suspectAfterSeconds.map { ["--suspect-after", String($0)] } ?? []))
+            let transports = try (0..<brokerCount).map { _ in try freePort() }
+            var brokers: [Address] = []
+            for slot in 0..<brokerCount {
+                var federation: [String] = []
+                if brokerCount > 1 {
+                    federation = ["--slot", String(slot), "--federation-listen", "127.0.0.1:\(transports[slot])"]
+                    for peer in 0..<brokerCount where peer != slot {
+                        federation += ["--peer", "\(peer)@127.0.0.1:\(transports[peer])"]
+                    }
+                }
+                let name = slot == 0 ? "broker" : "broker-\(slot + 1)"
+                brokers.append(
+                    try start(
+                        name,
+                        [
+                            "broker", "--rootdir", folder + "/\(name).d", "--heartbeat-interval", beat, "--fail-after",
+                            String(failAfterSeconds ?? heartbeatSeconds * 5),
+                        ]
+                            + (suspectAfterSeconds.map { ["--suspect-after", String($0)] } ?? []) + federation))
+            }
+            let broker = brokers[0]
             _ = try start(
                 "datastore",
-                ["datastore", "--rootdir", folder + "/datastore.d", "--broker", "\(broker)", "--heartbeat-interval", beat])
+                [
+                    "datastore", "--rootdir", folder + "/datastore.d", "--broker", "\(broker)", "--heartbeat-interval",
+                    beat,
+                ])
             for index in 1...executors {
                 _ = try start(
                     "executor-\(index)",
-                    ["executor", "--rootdir", folder + "/executor-\(index).d", "--broker", "\(broker)",
-                     "--heartbeat-interval", beat, "--time-limit", String(timeLimit)]
+                    [
+                        "executor", "--rootdir", folder + "/executor-\(index).d", "--broker",
+                        "\(brokers[(index - 1) % brokerCount])", "--heartbeat-interval", beat, "--time-limit",
+                        String(timeLimit),
+                    ]
                         + (workers.map { ["--workers", String($0)] } ?? []))
             }
             let cluster = LocalCluster(
-                folder: folder, broker: broker, processes: processes, addresses: addresses, auth: ClusterAuth(key: key))
-            try await cluster.waitUntilReady(executors: executors, timeout: timeout)
+                folder: folder, brokers: brokers, processes: processes, addresses: addresses,
+                auth: ClusterAuth(key: key))
+            for (slot, address) in brokers.enumerated() {
+                let share = (0..<executors).filter { $0 % brokerCount == slot }.count
+                try await cluster.waitUntilReady(broker: address, executors: share, timeout: timeout)
+            }
             return cluster
         } catch {
             for process in processes.reversed() { process.stop(grace: .seconds(2)) }
@@ -76,27 +107,29 @@ final class LocalCluster: Sendable {
     }
 
     private init(
-        folder: String, broker: Address, processes: [ClusterProcess], addresses: [(String, Address)], auth: ClusterAuth
+        folder: String, brokers: [Address], processes: [ClusterProcess], addresses: [(String, Address)],
+        auth: ClusterAuth
     ) {
         self.folder = folder
-        self.broker = broker
+        self.broker = brokers[0]
+        self.brokers = brokers
         self.running = Mutex(processes)
         self.addresses = addresses.map { (name: $0.0, address: $0.1) }
         self.auth = auth
     }
 
-    /// A client of this cluster's broker, holding the cluster's key.
-    func client() -> UCPClient {
+    /// A client of this cluster's (first) broker, or of `broker`, holding the cluster's key.
+    func client(of broker: Address? = nil) -> UCPClient {
         var logger = Logger(label: "ucp.demo")
         logger.logLevel = .warning
-        return UCPClient(broker: broker, auth: auth, logger: logger)
+        return UCPClient(broker: broker ?? self.broker, auth: auth, logger: logger)
     }
 
-    /// Waits until the broker counts `executors` executors and a datastore has registered
-    /// (polls the broker's own answers with a short backoff: the nodes register on their own
-    /// schedule; the deadline bounds it).
-    private func waitUntilReady(executors: Int, timeout: Duration) async throws {
-        let client = client()
+    /// Waits until `broker` counts `executors` executors and knows a datastore (polls the
+    /// broker's own answers with a short backoff: the nodes register on their own schedule, and a
+    /// peer broker learns of the datastore through the federation; the deadline bounds it).
+    private func waitUntilReady(broker: Address, executors: Int, timeout: Duration) async throws {
+        let client = client(of: broker)
         defer { Task { await client.shutdown() } }
         let deadline = ContinuousClock.now + timeout
         var delay = Duration.milliseconds(20)
@@ -139,7 +172,9 @@ final class LocalCluster: Sendable {
         let new = try old.restarted(port: address.port)
         do {
             let port = try new.waitUntilListening(timeout: timeout)
-            guard port == address.port else { throw DemoError("\(name) came back on port \(port), not \(address.port)") }
+            guard port == address.port else {
+                throw DemoError("\(name) came back on port \(port), not \(address.port)")
+            }
         } catch {
             new.crash()
             throw error
@@ -150,10 +185,15 @@ final class LocalCluster: Sendable {
     }
 
     /// The broker's `GET /status`.
-    func status() async throws -> BrokerStatus {
+    func status(of broker: Address? = nil) async throws -> BrokerStatus {
         let client = client()
         defer { Task { await client.shutdown() } }
-        return try await client.http.decode(BrokerStatus.self, .GET, broker, "/status")
+        return try await client.http.decode(BrokerStatus.self, .GET, broker ?? self.broker, "/status")
+    }
+
+    /// The name of the node listening on `port` (`executor-2`, ...).
+    func name(ofPort port: Int) -> String? {
+        addresses.first { $0.address.port == port }?.name
     }
 
     /// Every node's clock (`GET /clock`).
@@ -205,4 +245,23 @@ final class LocalCluster: Sendable {
     func stop() -> [String] {
         processes.reversed().compactMap { process in process.stop() == 0 ? nil : process.name }
     }
+}
+
+/// A TCP port on 127.0.0.1 free a moment ago (the kernel picks it; it is released at once, so
+/// another process could take it before it is used: good enough for a local cluster).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw DemoError("socket: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let rc = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 ? getsockname(fd, pointer, &length) : -1
+        }
+    }
+    guard rc == 0 else { throw DemoError("cannot find a free port: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

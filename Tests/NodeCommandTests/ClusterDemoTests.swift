@@ -10,7 +10,7 @@ struct ClusterDemoTests {
         return FileManager.default.isExecutableFile(atPath: path) ? path : nil
     }
 
-    @Test("ucp demo starts a broker, a datastore and two executors, runs every job right, and stops them all")
+    @Test("ucp demo: two brokers, a datastore, three executors; every job right, an emergency, a failure; all stopped")
     func demo() async throws {
         let ucp = try #require(Self.ucp, "ucp is built with the tests")
         let process = Process()
@@ -24,8 +24,12 @@ struct ClusterDemoTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(!text.contains("FAIL"), "\(text)")
-        for line in ["ok   hello #1", "ok   sum 1...10", "ok   echo after hello #1", "ok   trap (fails)",
-                     "ok   spin (time limit 1 s)", "violations: 0", "stopped 4 of 4 processes cleanly"] {
+        for line in [
+            "ok   hello #1", "ok   sum 1...10", "ok   echo after hello #1", "ok   trap (fails)",
+            "ok   spin (time limit 1 s)", "violations: 0", "3 CRITICAL jobs done", "every LOW job finished",
+            "declared it failed and redeployed its jobs", "its late result was refused (409)",
+            "stopped 5 of 5 processes cleanly", " was killed",
+        ] {
             #expect(text.contains(line), "missing \(line) in:\n\(text)")
         }
         // Every process the demo started has stopped: none of them still holds its pid.
@@ -33,7 +37,7 @@ struct ClusterDemoTests {
             guard let range = line.range(of: " pid ") else { return nil }
             return Int32(line[range.upperBound...].prefix { $0.isNumber })
         }
-        #expect(pids.count == 4)
+        #expect(pids.count == 6)
         for pid in pids { #expect(kill(pid, 0) != 0, "process \(pid) outlived the demo") }
     }
 }

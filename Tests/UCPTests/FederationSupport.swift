@@ -38,7 +38,7 @@ func withFederation(
         for index in 0..<2 {
             var configuration = BrokerConfiguration(
                 host: "127.0.0.1", port: 0, rootdir: folder + "/broker-\(index)",
-                heartbeatInterval: .milliseconds(500), failAfter: .seconds(5), tickInterval: .milliseconds(50),
+                heartbeatInterval: .milliseconds(500), failAfter: .seconds(120), tickInterval: .milliseconds(50),
                 callTimeout: .seconds(5), logLevel: .warning)
             adjust(&configuration)
             let store = try BrokerStore(rootdir: configuration.rootdir)

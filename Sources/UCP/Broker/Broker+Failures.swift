@@ -57,7 +57,9 @@ extension Broker {
                 // Their result, from the failed executor, is in: it died before saying done.
                 for job in outcome.finished {
                     _ = try store.markDone(job, stamp: { clock.event() }, cause: nil)
-                    logger.info("job of a failed executor done: its result was accepted", metadata: ["job": "\(Membership.id(of: job))"])
+                    logger.info(
+                        "job of a failed executor done: its result was accepted",
+                        metadata: ["job": "\(Membership.id(of: job))"])
                 }
                 markDirty()
             }

@@ -714,7 +714,8 @@ public final class BrokerStore: Sendable {
     /// How many times a job was redeployed because its executor failed (`redeployed` events).
     public func redeploymentCount() throws(BrokerStoreError) -> Int {
         try read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE kind = ?", arguments: [JobEvent.Kind.redeployed.rawValue])
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM events WHERE kind = ?", arguments: [JobEvent.Kind.redeployed.rawValue])
                 ?? 0
         }
     }
