@@ -10,6 +10,8 @@ enum DispatchOutcome: Sendable, Hashable {
     case noCapableExecutor
     /// Every capable executor refused it or could not be reached.
     case refused(String)
+    /// Every capable executor holds a full window of jobs; try again when one finishes.
+    case busy
     /// The job was done or deleted meanwhile.
     case gone
 
@@ -58,7 +60,7 @@ extension Broker {
         let outcome = await send(job)
         markDirty()
         switch outcome {
-        case .assigned, .gone:
+        case .assigned, .gone, .busy:  // .busy only comes from the windowed dispatch
             return id
         case .noCapableExecutor where delegate(job):
             return id
@@ -77,15 +79,27 @@ extension Broker {
     /// when an executor refuses or cannot be reached, and records the assignment. An executor
     /// that failed while the job was being sent to it does not get it (the store checks): it is
     /// told to drop the job (errors ignored) and the next one is tried.
-    func send(_ job: JobRecord) async -> DispatchOutcome {
-        let candidates: [ExecutorEntry]
+    ///
+    /// `windowed` (the background loop's dispatch) skips executors that already hold
+    /// ``BrokerConfiguration/dispatchWindow`` jobs per core, so that jobs wait in the broker's
+    /// queue, where the most urgent go first, rather than in an executor's; HIGH and CRITICAL jobs
+    /// are sent regardless.
+    func send(_ job: JobRecord, windowed: Bool = false) async -> DispatchOutcome {
+        var candidates: [ExecutorEntry]
         do {
             candidates = try activeExecutors(at: now()).filter { $0.record.curCaps.canRun(job.info.capabilities) }
                 .shuffled()
+            guard !candidates.isEmpty else { return .noCapableExecutor }
+            if windowed, job.emergency < .high {
+                let held = try store.assignedCounts()
+                candidates = candidates.filter {
+                    held[$0.id, default: 0] < configuration.dispatchWindow * max(1, $0.record.curCaps.cpuCores)
+                }
+                guard !candidates.isEmpty else { return .busy }
+            }
         } catch {
             return .refused("\(error)")
         }
-        guard !candidates.isEmpty else { return .noCapableExecutor }
         var failures: [String] = []
         let path = "/submit/\(Membership.id(of: job.id))"
         for executor in candidates {

@@ -211,12 +211,12 @@ public final class Broker: Sendable {
     }
 
     private func dispatchQueued(_ job: JobRecord) async {
-        var outcome = await send(job)
+        var outcome = await send(job, windowed: true)
         if case .noCapableExecutor = outcome, delegate(job) { outcome = .gone }
         dispatch.withLock { state in
             state.inFlight.remove(job.id)
             switch outcome {
-            case .assigned, .gone: state.retryAt[job.id] = nil
+            case .assigned, .gone, .busy: state.retryAt[job.id] = nil
             case .noCapableExecutor, .refused: state.retryAt[job.id] = now() + configuration.tickInterval.seconds
             }
             state.dirty = state.dirty || outcome.isAssigned

@@ -377,6 +377,20 @@ extension BrokerStore {
         }
     }
 
+    /// How many jobs are assigned to each executor now.
+    public func assignedCounts() throws(BrokerStoreError) -> [UUID: Int] {
+        try read { db in
+            var counts: [UUID: Int] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: "SELECT executor_id, COUNT(*) AS n FROM jobs WHERE state = 'assigned' GROUP BY executor_id")
+            {
+                if let id = (row["executor_id"] as String?).flatMap(UUID.init(uuidString:)) { counts[id] = row["n"] }
+            }
+            return counts
+        }
+    }
+
     /// Every replicated row, one line each, sorted, with "this broker" written as `selfID` and
     /// local-only columns left out: two brokers that converged give equal lists.
     public func replicaDigest(selfID: String) throws(BrokerStoreError) -> [String] {

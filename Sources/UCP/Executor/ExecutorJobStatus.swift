@@ -47,12 +47,16 @@ public struct ExecutorJobEvent: Sendable, Hashable, Codable {
     public var stamp: ClockStamp
     /// More about it (an outcome, a data name, an error), if anything.
     public var detail: String?
+    /// The executor's wall-clock time, in seconds since 1970 (for latency measurements on one
+    /// machine; clocks order events, this does not).
+    public var at: Double?
 
-    /// An event.
-    public init(event: String, stamp: ClockStamp, detail: String? = nil) {
+    /// An event, timed now.
+    public init(event: String, stamp: ClockStamp, detail: String? = nil, at: Double? = Date().timeIntervalSince1970) {
         self.event = event
         self.stamp = stamp
         self.detail = detail
+        self.at = at
     }
 }
 
@@ -71,7 +75,9 @@ public struct ExecutorJobStatus: Sendable, Hashable, Codable {
     public var events: [ExecutorJobEvent]
 
     /// A status.
-    public init(id: UUID, state: ExecutorJobState, outcome: String?, emergency: EmergencyLevel, events: [ExecutorJobEvent]) {
+    public init(
+        id: UUID, state: ExecutorJobState, outcome: String?, emergency: EmergencyLevel, events: [ExecutorJobEvent]
+    ) {
         self.id = id
         self.state = state
         self.outcome = outcome
