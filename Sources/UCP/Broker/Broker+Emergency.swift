@@ -59,7 +59,7 @@ extension Broker {
     public var emergencyMode: EmergencyMode { emergency.withLock { $0 } }
 
     /// Applies `notice` (from this broker or a peer) when it supersedes the one in force: saves
-    /// it, logs it, and pushes it to every live executor of this broker.
+    /// it, logs it, and starts pushing it to every live executor of this broker.
     func applyEmergency(_ notice: EmergencyNotice) async {
         let applied = emergency.withLock { $0.apply(notice) }
         guard applied else { return }
@@ -76,11 +76,11 @@ extension Broker {
             ])
         gauges.emergencyLevel.record(Int(notice.level?.rawValue ?? 0))
         markDirty()
+        // In the background: a slow executor must not hold up the federation's deliveries. The
+        // executors apply notices in causal order whatever order they arrive in.
         let executors = (try? liveExecutors(at: now())) ?? []
-        await withTaskGroup(of: Void.self) { group in
-            for executor in executors {
-                group.addTask { await self.push(notice, to: executor) }
-            }
+        for executor in executors {
+            Task { await self.push(notice, to: executor) }
         }
     }
 
