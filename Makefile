@@ -53,10 +53,12 @@ bench: deps bench-c bench-jobs
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark --format markdown --no-progress | tee ../build/benchmarks.md
 	python3 Benchmarks/ratios.py build/benchmarks.md
 
-# Jobs per second end to end on a local cluster (release build), beside the same job in-process.
+# Jobs per second end to end on a local cluster (release build), beside the same job in-process; then with
+# two federated brokers, and CRITICAL jobs timed behind 10,000 queued ones.
 bench-jobs: deps
 	$(SWIFT) build -c release --product ucp
 	$$($(SWIFT) build -c release --show-bin-path)/ucp bench-jobs
+	$$($(SWIFT) build -c release --show-bin-path)/ucp bench-jobs --brokers 2 --emergency-queue 10000
 
 bench-c: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
