@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeCommandTests",
-            dependencies: ["ucp"]
+            dependencies: ["ucp", "NetworkFaults"]
         ),
         .testTarget(
             name: "UCPTests",

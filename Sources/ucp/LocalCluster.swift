@@ -29,9 +29,12 @@ final class LocalCluster: Sendable {
     /// (default five heartbeats) and suspects one silent for `suspectAfterSeconds` (default: the
     /// broker's); executors run `workers` jobs at once (default: the core count). With `brokers`
     /// above one, the brokers form a federation over the causal transport (slots 0, 1, ...), the
-    /// datastore registers with the first and the executors with each broker in turn.
+    /// datastore registers with the first and the executors with each broker in turn. `link`, when
+    /// given, maps a broker's transport port to the port the lower slots dial to reach it (a proxy a
+    /// test can cut).
     static func start(
-        in folder: String, brokers brokerCount: Int = 1, executors: Int, timeLimit: Double,
+        in folder: String, brokers brokerCount: Int = 1, link: ((Int) throws -> Int)? = nil, executors: Int,
+        timeLimit: Double,
         heartbeatSeconds: Double = 2,
         suspectAfterSeconds: Double? = nil, failAfterSeconds: Double? = nil, workers: Int? = nil,
         timeout: Duration = .seconds(60), executable: String = ClusterProcess.executablePath, log: (String) -> Void
@@ -62,7 +65,9 @@ final class LocalCluster: Sendable {
                 if brokerCount > 1 {
                     federation = ["--slot", String(slot), "--federation-listen", "127.0.0.1:\(transports[slot])"]
                     for peer in 0..<brokerCount where peer != slot {
-                        federation += ["--peer", "\(peer)@127.0.0.1:\(transports[peer])"]
+                        // The lower slot of a pair dials the higher one, at the address given here.
+                        let port = peer > slot ? try link?(transports[peer]) ?? transports[peer] : transports[peer]
+                        federation += ["--peer", "\(peer)@127.0.0.1:\(port)"]
                     }
                 }
                 let name = slot == 0 ? "broker" : "broker-\(slot + 1)"

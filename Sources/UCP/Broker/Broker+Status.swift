@@ -27,10 +27,20 @@ extension Broker {
                 jobs: Dictionary(uniqueKeysWithValues: try store.jobCounts().map { ($0.key.rawValue, $0.value) }),
                 queuedByLevel: try byLevel(.queued), assignedByLevel: try byLevel(.assigned),
                 ledger: LedgerCounts(accepted: ledger.accepted, rejected: ledger.rejected),
-                redeployments: try store.redeploymentCount(), peers: peerStatus(), emergency: currentEmergency())
+                redeployments: try store.redeploymentCount(), peers: peerStatus(), emergency: currentEmergency(),
+                federation: try federationStatus())
         } catch {
             throw BrokerError(error)
         }
+    }
+
+    /// This broker's view of the federation, for ``status()``; nil for a broker alone.
+    func federationStatus() throws(BrokerStoreError) -> FederationStatus? {
+        guard let federation else { return nil }
+        let rows = try store.replicaDigest(selfID: nodeID).joined(separator: "\n")
+        return FederationStatus(
+            slot: federation.configuration.slot, delivered: federation.delivered,
+            replicaDigest: ContentHash(of: Array(rows.utf8)).description, outbox: try store.outboxCount())
     }
 
     /// The brokers this one federates with, for ``status()``: each peer's id (its slot until a

@@ -34,12 +34,14 @@ public struct BrokerStatus: Sendable, Hashable, Codable {
     public var peers: [BrokerPeerStatus]
     /// The emergency in force, if any.
     public var emergency: EmergencyNotice?
+    /// The broker's place in the federation, nil for a broker alone.
+    public var federation: FederationStatus? = nil
 
     /// A status.
     public init(
         broker: String, clock: [String: UInt64], executors: [ExecutorStatus], jobs: [String: Int],
         queuedByLevel: [String: Int], assignedByLevel: [String: Int], ledger: LedgerCounts, redeployments: Int,
-        peers: [BrokerPeerStatus], emergency: EmergencyNotice?
+        peers: [BrokerPeerStatus], emergency: EmergencyNotice?, federation: FederationStatus? = nil
     ) {
         self.broker = broker
         self.clock = clock
@@ -51,13 +53,14 @@ public struct BrokerStatus: Sendable, Hashable, Codable {
         self.redeployments = redeployments
         self.peers = peers
         self.emergency = emergency
+        self.federation = federation
     }
 
     private enum CodingKeys: String, CodingKey {
         case broker, clock, executors, jobs
         case queuedByLevel = "queued_by_level"
         case assignedByLevel = "assigned_by_level"
-        case ledger, redeployments, peers, emergency
+        case ledger, redeployments, peers, emergency, federation
     }
 
     /// Encodes every field, `emergency` as null when there is none.
@@ -73,6 +76,7 @@ public struct BrokerStatus: Sendable, Hashable, Codable {
         try c.encode(redeployments, forKey: .redeployments)
         try c.encode(peers, forKey: .peers)
         try c.encode(emergency, forKey: .emergency)
+        try c.encodeIfPresent(federation, forKey: .federation)
     }
 }
 
@@ -138,5 +142,31 @@ public struct BrokerPeerStatus: Sendable, Hashable, Codable {
         self.address = address
         self.connected = connected
         self.delivered = delivered
+    }
+}
+
+/// A federated broker's view of the federation, for comparing brokers: two brokers that applied the
+/// same changes show equal `delivered` clocks and equal `replicaDigest`s.
+public struct FederationStatus: Sendable, Hashable, Codable {
+    /// This broker's slot.
+    public var slot: Int
+    /// The transport's delivered clock: messages delivered from each slot (including this one's own).
+    public var delivered: [UInt64]
+    /// A SHA-256 of every replicated row (``BrokerStore/replicaDigest(selfID:)``), hex.
+    public var replicaDigest: String
+    /// Changes waiting to be sent.
+    public var outbox: Int
+
+    /// A federation status.
+    public init(slot: Int, delivered: [UInt64], replicaDigest: String, outbox: Int) {
+        self.slot = slot
+        self.delivered = delivered
+        self.replicaDigest = replicaDigest
+        self.outbox = outbox
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case slot, delivered, outbox
+        case replicaDigest = "replica_digest"
     }
 }

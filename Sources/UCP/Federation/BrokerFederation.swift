@@ -37,6 +37,7 @@ public final class BrokerFederation: Sendable {
     private struct State {
         var address: Address?
         var peers: [Int: FederationPeer] = [:]
+        var delivered: [UInt64] = []
         var stopped = false
     }
 
@@ -79,6 +80,14 @@ public final class BrokerFederation: Sendable {
     /// The peers as this broker knows them, by slot.
     public func peers() -> [FederationPeer] {
         state.withLock { $0.peers.values.sorted { $0.slot < $1.slot } }
+    }
+
+    /// The transport's delivered clock as the messages delivered so far tell it: for each slot, how
+    /// many of its messages this broker delivered (the pointwise maximum of their clocks).
+    public var delivered: [UInt64] {
+        let known = state.withLock { $0.delivered }
+        return known.count >= configuration.width
+            ? known : known + Array(repeating: 0, count: configuration.width - known.count)
     }
 
     /// Asks the pump to send what changed.
@@ -201,6 +210,11 @@ public final class BrokerFederation: Sendable {
                 continue
             }
             state.withLock { s in
+                let entries = message.clock.entries
+                if s.delivered.count < entries.count {
+                    s.delivered += Array(repeating: 0, count: entries.count - s.delivered.count)
+                }
+                for (slot, count) in entries.enumerated() { s.delivered[slot] = max(s.delivered[slot], count) }
                 s.peers[message.sender]?.id = decoded.origin
                 s.peers[message.sender]?.address = decoded.address
                 s.peers[message.sender]?.delivered = message.sequence
