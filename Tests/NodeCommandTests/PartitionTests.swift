@@ -59,10 +59,10 @@ struct PartitionTests {
                 }
             }
             try await runJobs(4, through: clients[0])
-            try await eventually("the brokers agree before the cut") { try await converged() }
+            try await until("the brokers agree before the cut", timeout: .seconds(60)) { try await converged() }
 
             proxy.partition()
-            try await eventually("both brokers see the link down") {
+            try await until("both brokers see the link down", timeout: .seconds(60)) {
                 try await statuses().allSatisfy { $0.peers.allSatisfy { !$0.connected } }
             }
             // Each side runs jobs on its own executor (the named module is known to both).
@@ -72,7 +72,9 @@ struct PartitionTests {
             #expect(cut[0].federation?.replicaDigest != cut[1].federation?.replicaDigest, "the sides diverged")
 
             proxy.heal()
-            try await eventually("equal delivered clocks and equal tables after healing") { try await converged() }
+            try await until("equal delivered clocks and equal tables after healing", timeout: .seconds(60)) {
+                try await converged()
+            }
             let healed = try await statuses()
             #expect(healed.allSatisfy { $0.peers.allSatisfy(\.connected) })
             #expect(healed[0].ledger == healed[1].ledger, "one ledger on both brokers")
@@ -80,18 +82,4 @@ struct PartitionTests {
             #expect(healed[0].jobs == healed[1].jobs, "the same jobs in the same states")
         }
     }
-}
-
-/// Polls `condition` every 50 ms until it holds; records an issue and throws after `timeout`.
-private func eventually(
-    _ what: String, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if (try? await condition()) == true { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    Issue.record("timed out after \(timeout) waiting until \(what)", sourceLocation: sourceLocation)
-    throw DemoError("timed out waiting until \(what)")
 }
