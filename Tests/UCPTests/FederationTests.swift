@@ -51,6 +51,16 @@ struct FederationTests {
                     #expect(body.contains(executor.idText))
                     #expect(sink.received == [job])
 
+                    // A job nobody can run, submitted without wait_for, is refused (503) and removed on both.
+                    let impossible = UUID()
+                    (status, body) = try await send(
+                        .PUT, a.base + "/job/submit/\(impossible)", json: submission(memory: 1 << 50))
+                    #expect(status == .serviceUnavailable, "\(body)")
+                    try await eventually("the refused job is gone at broker 1 too") {
+                        try a.broker.store.job(impossible) == nil && b.broker.store.outboxCount() == 0
+                            && a.broker.store.outboxCount() == 0 && b.broker.store.job(impossible) == nil
+                    }
+
                     (status, body) = try await send(.PUT, b.base + "/job/done/\(job)")
                     #expect(status == .ok, "\(body)")
                     try await eventually("broker 0 sees the job done") { (try a.broker.store.job(job))?.state == .done }

@@ -298,7 +298,8 @@ extension BrokerStore {
     ///   (a deletion too: its version stays as a tombstone);
     /// - jobs: a later state in `waiting|queued|assigned` < `done` < `deleted` wins whatever the
     ///   versions, so a job never goes back from done or deleted; within a rank the larger version
-    ///   wins; a job newly done releases the jobs waiting for it, as a local `done` does;
+    ///   wins; a job newly done releases the jobs waiting for it, as a local `done` does; a job
+    ///   removed at its origin (refused at submission, it never ran) is removed;
     /// - accepted results: the earlier decision wins, by the deciding broker's stamp (clock sum),
     ///   then the executor's id; a replaced local decision becomes a rejection;
     /// - rejections: a set; every one is kept once.
@@ -490,7 +491,13 @@ extension BrokerStore {
         let current = try replicaValues(db, .jobs, key: row.key, selfID: selfID)
         let currentVersion = try version(db, .jobs, row.key) ?? RowVersion(sum: 0, origin: "")
         if current != nil, (rank(row.values), row.version) <= (rank(current), currentVersion) { return nil }
-        guard var values = row.values else { return nil }
+        guard var values = row.values else {
+            // Only a job refused at submission (never given to an executor) is removed outright.
+            try write(db, .jobs, key: row.key, values: nil, selfID: selfID)
+            try db.execute(sql: "DELETE FROM job_waits WHERE job_id = ?", arguments: [row.key])
+            try setVersion(db, .jobs, row.key, row.version)
+            return []
+        }
         // A done stamp, once known, is kept (a concurrent delete may not carry it).
         if values["done"] == .null, let done = current?["done"], done != .null { values["done"] = done }
         let wasDone = current.map { $0["done"] != .null } ?? false
