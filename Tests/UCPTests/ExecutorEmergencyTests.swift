@@ -200,10 +200,10 @@ struct ExecutorEmergencyTests {
         return String(buffer: body)
     }
 
-    func mode(at address: Address) async throws -> EmergencyModeAnswer {
+    func mode(at address: Address) async throws -> EmergencyView {
         let (status, body, _) = try await call(.GET, "http://\(address)/emergency")
         #expect(status == .ok)
-        return try UCPJSON.decode(EmergencyModeAnswer.self, from: Data(body.readableBytesView))
+        return try UCPJSON.decode(EmergencyView.self, from: Data(body.readableBytesView))
     }
 
     @Test("the emergency mode holds queued jobs below its level back and releases them when cleared")

@@ -15,20 +15,6 @@ public struct EmergencyRequest: Sendable, Hashable, Codable {
     }
 }
 
-/// The answer of `GET /emergency`: the notice in force and every notice applied, oldest first.
-public struct EmergencyView: Sendable, Hashable, Codable {
-    /// The notice in force (a raise, or the clear that ended the last one); nil before any.
-    public var current: EmergencyNotice?
-    /// The notices applied, in the order this node applied them.
-    public var applied: [EmergencyNotice]
-
-    /// A view of `mode`.
-    public init(_ mode: EmergencyMode) {
-        current = mode.current
-        applied = mode.applied
-    }
-}
-
 extension Broker {
     /// Raises the emergency mode at `level` (nil clears it) platform-wide: issues a notice stamped
     /// with the broker's clock, applies it here, and sends it to every peer broker over the causal

@@ -13,7 +13,7 @@ import Logging
 /// | `DELETE /job/{job_id}` | `null`; 404 `Job not found` |
 /// | `GET /job/{job_id}` | extension: the job's ``ExecutorJobStatus`` (state, outcome, stamped events); 404 unknown |
 /// | `PUT /emergency` (body ``EmergencyNotice``) | extension: applies the notice to the executor's emergency mode (``Executor/applyEmergency(_:)``); ``EmergencyApplyAnswer`` `{"applied": bool, "current": notice or null}`; 400 malformed JSON, an unknown level or a reason over ``EmergencyNotice/maxReasonLength`` characters; 413 a body over ``maxEmergencyBytes`` |
-/// | `GET /emergency` | extension: ``EmergencyModeAnswer`` `{"current": notice or null, "applied": [notices in applied order]}` |
+/// | `GET /emergency` | extension: ``EmergencyView`` `{"current": notice or null, "applied": [notices in applied order]}` |
 /// | `GET /ping`, `GET /clock`, `GET /metrics` | as every node answers them (``NodeRoutes``) |
 ///
 /// Errors answer `{"detail": "..."}` as FastAPI does. With a cluster key, every state-changing
@@ -90,7 +90,7 @@ public struct ExecutorAPI: Sendable {
             return try JSONResponse.ok(EmergencyApplyAnswer(applied: applied, current: current))
         }
         router.get("emergency") { _, _ in
-            try JSONResponse.ok(EmergencyModeAnswer(api.executor.emergencyMode))
+            try JSONResponse.ok(EmergencyView(api.executor.emergencyMode))
         }
     }
 

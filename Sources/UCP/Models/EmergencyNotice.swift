@@ -100,3 +100,35 @@ public struct EmergencyMode: Sendable, Hashable {
         return true
     }
 }
+
+/// The answer of `GET /emergency` on a broker or an executor: the notice in force and every notice
+/// applied, in the order the node applied them (see ``EmergencyMode``):
+/// `{"current": notice | null, "applied": [notice, ...]}`.
+public struct EmergencyView: Sendable, Hashable, Codable {
+    /// The notice in force (a raise, or the clear that ended the last one); nil before any.
+    public var current: EmergencyNotice?
+    /// Every notice applied, oldest first (at most ``EmergencyMode/historyLimit``).
+    public var applied: [EmergencyNotice]
+
+    /// A view of `mode`.
+    public init(_ mode: EmergencyMode) {
+        current = mode.current
+        applied = mode.applied
+    }
+
+    private enum CodingKeys: String, CodingKey { case current, applied }
+
+    /// Decodes the JSON form.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        current = try c.decodeIfPresent(EmergencyNotice.self, forKey: .current)
+        applied = try c.decode([EmergencyNotice].self, forKey: .applied)
+    }
+
+    /// Encodes `current` as null when there is none.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(current, forKey: .current)
+        try c.encode(applied, forKey: .applied)
+    }
+}
