@@ -37,6 +37,7 @@ final class LocalCluster: Sendable {
         timeLimit: Double,
         heartbeatSeconds: Double = 2,
         suspectAfterSeconds: Double? = nil, failAfterSeconds: Double? = nil, workers: Int? = nil,
+        dispatchWindow: Int? = nil,
         timeout: Duration = .seconds(60), executable: String = ClusterProcess.executablePath, log: (String) -> Void
     ) async throws -> LocalCluster {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -78,7 +79,8 @@ final class LocalCluster: Sendable {
                             "broker", "--rootdir", folder + "/\(name).d", "--heartbeat-interval", beat, "--fail-after",
                             String(failAfterSeconds ?? heartbeatSeconds * 5),
                         ]
-                            + (suspectAfterSeconds.map { ["--suspect-after", String($0)] } ?? []) + federation))
+                            + (suspectAfterSeconds.map { ["--suspect-after", String($0)] } ?? [])
+                            + (dispatchWindow.map { ["--dispatch-window", String($0)] } ?? []) + federation))
             }
             let broker = brokers[0]
             _ = try start(

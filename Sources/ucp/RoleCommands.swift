@@ -19,13 +19,23 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "The broker's id (a UUID); default: the one kept in --rootdir, or a new one.") var id: String?
     @Option(help: "Seconds between the heartbeats expected of executors and datastores.")
     var heartbeatInterval: Double = 60
-    @Option(help: "Suspect an executor silent for this many seconds: no new jobs until it beats again (default: halfway between --heartbeat-interval and --fail-after).")
+    @Option(
+        help:
+            "Suspect an executor silent for this many seconds: no new jobs until it beats again (default: halfway between --heartbeat-interval and --fail-after)."
+    )
     var suspectAfter: Double?
     @Option(
         name: [.customLong("fail-after"), .customLong("prune-after")],
-        help: "Fail an executor or datastore silent for this many seconds: it must register again and its jobs are redeployed (--prune-after is an alias).")
+        help:
+            "Fail an executor or datastore silent for this many seconds: it must register again and its jobs are redeployed (--prune-after is an alias)."
+    )
     var failAfter: Double = 130
 
+    @Option(
+        help:
+            "Jobs per executor core the broker keeps assigned to an executor; the rest wait in its queue (HIGH and CRITICAL pass)."
+    )
+    var dispatchWindow = 4
     @OptionGroup var federation: FederationOptions
 
     func validate() throws {
@@ -46,6 +56,8 @@ struct BrokerCommand: AsyncParsableCommand {
             failAfter: try seconds(failAfter, option: "--fail-after"),
             logLevel: logger.logLevel)
         configuration.auth = try serve.auth()
+        guard dispatchWindow >= 1 else { throw ValidationError("--dispatch-window must be at least 1") }
+        configuration.dispatchWindow = dispatchWindow
         configuration.federation = try federation.configuration(auth: configuration.auth)
         let host = serve.host
         let node = BrokerNode(configuration: configuration, logger: logger) { port in

@@ -40,7 +40,7 @@ struct FaultTests {
 
     /// Runs `body` with a cluster of a broker, a datastore and two executors, and a client.
     static func withCluster(
-        _ label: String, timeLimit: Double = 10, workers: Int? = nil,
+        _ label: String, timeLimit: Double = 10, workers: Int? = nil, dispatchWindow: Int? = nil,
         _ body: (LocalCluster, UCPClient) async throws -> Void
     ) async throws {
         let ucp = try #require(ClusterDemoTests.ucp, "ucp is built with the tests")
@@ -48,7 +48,8 @@ struct FaultTests {
         let folder = NSTemporaryDirectory() + "ucp-fault-\(label)-" + UUID().uuidString.lowercased().prefix(8)
         let cluster = try await LocalCluster.start(
             in: folder, executors: 2, timeLimit: timeLimit, heartbeatSeconds: 0.5, suspectAfterSeconds: 1.5,
-            failAfterSeconds: failAfter, workers: workers, executable: ucp, log: { _ in })
+            failAfterSeconds: failAfter, workers: workers, dispatchWindow: dispatchWindow, executable: ucp,
+            log: { _ in })
         let client = cluster.client()
         step(started, "\(label): cluster ready")
         defer { step(started, "\(label): done") }
@@ -96,7 +97,11 @@ struct FaultTests {
             for (index, id) in ids.enumerated() {
                 if index >= 16, let (done, view) = try await group.next() { views[done] = view }
                 group.addTask {
-                    (id, try await client.http.decode(LedgerView.self, .GET, cluster.broker, "/ledger/\(Membership.id(of: id))"))
+                    (
+                        id,
+                        try await client.http.decode(
+                            LedgerView.self, .GET, cluster.broker, "/ledger/\(Membership.id(of: id))")
+                    )
                 }
             }
             for try await (id, view) in group { views[id] = view }
@@ -113,12 +118,15 @@ struct FaultTests {
             guard left > .zero else { throw DemoError("not every result arrived within \(timeout)") }
             _ = try await listener.result(for: id, timeout: left)
         }
-        FileHandle.standardError.write(Data("[fault] \(ids.count) results: after \(ContinuousClock.now - began)\n".utf8))
+        FileHandle.standardError.write(
+            Data("[fault] \(ids.count) results: after \(ContinuousClock.now - began)\n".utf8))
     }
 
     @Test("kill -9 one of two executors while 1000 jobs run: every job completes once, its jobs redeployed")
     func crashExecutor() async throws {
-        try await Self.withCluster("executor") { cluster, client in
+        // A wide dispatch window, so that the executor killed holds many jobs (queued ones among
+        // them), not only the few of the default window, whose results may all be in already.
+        try await Self.withCluster("executor", dispatchWindow: 200) { cluster, client in
             try await client.put(name: "fault/hello.wasm", bytes: try ShippedJob.hello.wasm())
             try await cluster.withResultListener(client: client) { listener, resultAddr in
                 let jobs = (0..<1000).map { _ in
@@ -126,7 +134,8 @@ struct FaultTests {
                 }
                 try await Self.submit(Array(jobs[..<300]), client)
                 try await until("executor-2 holds jobs", timeout: .seconds(60)) {
-                    (Self.executor("executor-2", in: try await Self.status(cluster, client), of: cluster)?.assignedJobs ?? 0) > 0
+                    (Self.executor("executor-2", in: try await Self.status(cluster, client), of: cluster)?.assignedJobs
+                        ?? 0) > 0
                 }
                 cluster.crash("executor-2")
                 try await Self.submit(Array(jobs[300...]), client)
@@ -143,7 +152,9 @@ struct FaultTests {
         }
     }
 
-    @Test("SIGSTOP an executor holding jobs until it fails and its jobs are done elsewhere, then SIGCONT: its late results are refused and counted")
+    @Test(
+        "SIGSTOP an executor holding jobs until it fails and its jobs are done elsewhere, then SIGCONT: its late results are refused and counted"
+    )
     func pauseExecutor() async throws {
         // Spin jobs end at the executors' 0.5 s time limit, with an error result; one at a time
         // per executor, so that a loaded machine does not stretch them much.
@@ -158,9 +169,10 @@ struct FaultTests {
                 var name = ""
                 try await until("an executor holds jobs", timeout: .seconds(30)) {
                     let status = try await Self.status(cluster, client)
-                    name = ["executor-2", "executor-1"].first {
-                        (Self.executor($0, in: status, of: cluster)?.assignedJobs ?? 0) > 0
-                    } ?? ""
+                    name =
+                        ["executor-2", "executor-1"].first {
+                            (Self.executor($0, in: status, of: cluster)?.assignedJobs ?? 0) > 0
+                        } ?? ""
                     return !name.isEmpty
                 }
                 let paused = try #require(cluster.process(name))
@@ -179,14 +191,17 @@ struct FaultTests {
                 }
                 let ledgers = try await Self.ledgers(ids, cluster, client)
                 #expect(ledgers.values.filter { $0.accepted == nil }.isEmpty)
-                let late = ledgers.values.flatMap(\.rejected).filter { $0.entry.executor.map { Membership.id(of: $0) } == victim.id }
+                let late = ledgers.values.flatMap(\.rejected).filter {
+                    $0.entry.executor.map { Membership.id(of: $0) } == victim.id
+                }
                 #expect(!late.isEmpty, "the paused executor's rejected results are in the ledger")
                 #expect(try await Self.status(cluster, client).ledger.accepted == ids.count)
             }
         }
     }
 
-    @Test("kill -9 the broker while jobs run, some waiting for others, and restart it: no job lost, none accepted twice")
+    @Test(
+        "kill -9 the broker while jobs run, some waiting for others, and restart it: no job lost, none accepted twice")
     func crashBroker() async throws {
         try await Self.withCluster("broker", timeLimit: 0.5, workers: 1) { cluster, client in
             try await client.put(name: "fault/spin.wasm", bytes: try ShippedJob.spin.wasm())
@@ -212,7 +227,8 @@ struct FaultTests {
                 try await Self.results(ids, listener, timeout: .seconds(90))
                 let ledgers = try await Self.ledgers(ids, cluster, client)
                 #expect(ledgers.values.filter { $0.accepted == nil }.isEmpty, "no job lost")
-                #expect(try await Self.status(cluster, client).ledger.accepted == ids.count, "one accepted result per job")
+                #expect(
+                    try await Self.status(cluster, client).ledger.accepted == ids.count, "one accepted result per job")
                 try await until("no job waits or is queued", timeout: .seconds(30)) {
                     let jobs = try await Self.status(cluster, client).jobs
                     return jobs["waiting"] == 0 && jobs["queued"] == 0
