@@ -6,7 +6,7 @@ extension Broker {
     /// pass first, so that executors silent too long show as failed.
     ///
     /// - Throws: ``BrokerError`` 500 when the store cannot be read.
-    public func status() throws(BrokerError) -> BrokerStatus {
+    public func status() async throws(BrokerError) -> BrokerStatus {
         detectFailures()
         let moment = now()
         do {
@@ -28,18 +28,18 @@ extension Broker {
                 queuedByLevel: try byLevel(.queued), assignedByLevel: try byLevel(.assigned),
                 ledger: LedgerCounts(accepted: ledger.accepted, rejected: ledger.rejected),
                 redeployments: try store.redeploymentCount(), peers: peerStatus(), emergency: currentEmergency(),
-                federation: try federationStatus())
+                federation: try await federationStatus())
         } catch {
             throw BrokerError(error)
         }
     }
 
     /// This broker's view of the federation, for ``status()``; nil for a broker alone.
-    func federationStatus() throws(BrokerStoreError) -> FederationStatus? {
+    func federationStatus() async throws(BrokerStoreError) -> FederationStatus? {
         guard let federation else { return nil }
         let rows = try store.replicaDigest(selfID: nodeID).joined(separator: "\n")
         return FederationStatus(
-            slot: federation.configuration.slot, delivered: federation.delivered,
+            slot: federation.configuration.slot, delivered: (try? await federation.node.clock())?.entries ?? [],
             replicaDigest: ContentHash(of: Array(rows.utf8)).description, outbox: try store.outboxCount())
     }
 

@@ -75,7 +75,7 @@ public struct BrokerAPI: Sendable {
             try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.datastoreCount() })
         }
         router.get("status") { _, _ in
-            try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.status() })
+            try JSONResponse.ok(try await Self.run { () async throws(BrokerError) in try await broker.status() })
         }
         router.put("datastores/register") { request, context in
             let body = try await Self.decode(DatastoreRegistration.self, request)

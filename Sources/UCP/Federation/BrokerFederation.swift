@@ -37,7 +37,6 @@ public final class BrokerFederation: Sendable {
     private struct State {
         var address: Address?
         var peers: [Int: FederationPeer] = [:]
-        var delivered: [UInt64] = []
         var stopped = false
     }
 
@@ -82,14 +81,6 @@ public final class BrokerFederation: Sendable {
         state.withLock { $0.peers.values.sorted { $0.slot < $1.slot } }
     }
 
-    /// The transport's delivered clock as the messages delivered so far tell it: for each slot, how
-    /// many of its messages this broker delivered (the pointwise maximum of their clocks).
-    public var delivered: [UInt64] {
-        let known = state.withLock { $0.delivered }
-        return known.count >= configuration.width
-            ? known : known + Array(repeating: 0, count: configuration.width - known.count)
-    }
-
     /// Asks the pump to send what changed.
     public func poke() {
         wake.continuation.yield()
@@ -123,7 +114,7 @@ public final class BrokerFederation: Sendable {
     /// delivered, in causal order with everything else).
     public func broadcast(_ notice: EmergencyNotice) async throws {
         let message = FederationMessage(
-            origin: broker.nodeID, slot: configuration.slot, address: address, stamp: notice.stamp, emergency: notice)
+            origin: broker.nodeID, address: address, stamp: notice.stamp, emergency: notice)
         try await node.broadcast(
             try message.encoded(), emergency: notice.level ?? .low, kind: FederationMessage.kind,
             waitingUntil: .now + .seconds(10))
@@ -181,7 +172,7 @@ public final class BrokerFederation: Sendable {
     /// Sends `rows` in as few messages as fit the transport's payload limit.
     private func send(_ rows: [ReplicaRow], stamp: ClockStamp) async throws {
         let message = FederationMessage(
-            origin: broker.nodeID, slot: configuration.slot, address: address, stamp: stamp, rows: rows)
+            origin: broker.nodeID, address: address, stamp: stamp, rows: rows)
         let payload = try message.encoded()
         if payload.count <= node.options.maxPayload {
             try await node.broadcast(payload, kind: FederationMessage.kind, waitingUntil: .now + .seconds(10))
@@ -210,11 +201,6 @@ public final class BrokerFederation: Sendable {
                 continue
             }
             state.withLock { s in
-                let entries = message.clock.entries
-                if s.delivered.count < entries.count {
-                    s.delivered += Array(repeating: 0, count: entries.count - s.delivered.count)
-                }
-                for (slot, count) in entries.enumerated() { s.delivered[slot] = max(s.delivered[slot], count) }
                 s.peers[message.sender]?.id = decoded.origin
                 s.peers[message.sender]?.address = decoded.address
                 s.peers[message.sender]?.delivered = message.sequence

@@ -9,8 +9,6 @@ import Foundation
 struct FederationMessage: Sendable, Hashable, Codable {
     /// The sending broker's id (its clock entry name).
     var origin: String
-    /// The sender's slot in the group.
-    var slot: Int
     /// Where the sender's HTTP API listens.
     var address: Address?
     /// The sender's clock when it sent (its own entry ticked).
