@@ -25,7 +25,7 @@ extension ClusterDemo {
         try await clients[0].put(name: "demo/hello.wasm", bytes: try ShippedJob.hello.wasm())
         let normal = (0..<(3 * executors)).map { _ in
             JobSubmission(
-                module: .named("demo/ticker.wasm"), args: ["12", "20000"], waitFor: [], resultAddr: resultAddr)
+                module: .named("demo/ticker.wasm"), args: Self.tickerArguments, waitFor: [], resultAddr: resultAddr)
         }
         print("\nemergency: \(normal.count) LOW ticker jobs queued on the executors")
         for (index, job) in normal.enumerated() { _ = try await clients[index % clients.count].submit(job) }
@@ -73,7 +73,7 @@ extension ClusterDemo {
         print("  \(describe(try await clients[0].clearEmergency(reason: "demo: all clear")))")
         for job in normal {
             let zip = try ResultZip(path: try await listener.result(for: job.jobID, timeout: .seconds(120)))
-            guard zip.stdout.contains("ticker: 12 ticks") else {
+            guard zip.stdout.contains("ticker: \(Self.tickerArguments[0]) ticks") else {
                 throw DemoError("a LOW ticker job did not finish all its ticks: \(zip.stdout) \(zip.stderr)")
             }
         }
@@ -89,7 +89,7 @@ extension ClusterDemo {
     {
         let jobs = (0..<(2 * executors)).map { _ in
             JobSubmission(
-                module: .named("demo/ticker.wasm"), args: ["12", "20000"], waitFor: [], resultAddr: resultAddr)
+                module: .named("demo/ticker.wasm"), args: Self.tickerArguments, waitFor: [], resultAddr: resultAddr)
         }
         print("\nfailure: \(jobs.count) ticker jobs")
         for (index, job) in jobs.enumerated() { _ = try await clients[index % clients.count].submit(job) }
@@ -135,6 +135,11 @@ func pollUntil(_ what: String, timeout: Duration, _ condition: () async throws -
         try await Task.sleep(for: .milliseconds(100))
     }
     throw DemoError("timed out after \(timeout) waiting until \(what)")
+}
+
+/// `value` seconds as the demo prints them: `1 s`, `2.4 s`.
+func secondsText(_ value: Double) -> String {
+    value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
 }
 
 /// `elapsed` in milliseconds.

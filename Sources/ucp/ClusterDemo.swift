@@ -24,9 +24,13 @@ struct ClusterDemo {
 
     func run() async throws {
         let folder = NSTemporaryDirectory() + "ucp-demo-" + Membership.id(of: UUID()).prefix(8)
+        let (timeLimit, ticker) = try await Self.calibratedTimeLimit(folder: folder + "/calibration")
+        print(
+            "time limit of every job: \(secondsText(timeLimit)) (\(Int(Self.timeLimitMargin))× a ticker job here: "
+                + "\(String(format: "%.0f", milliseconds(ticker))) ms)")
         print("cluster in \(folder) (one log file per process):")
         let cluster = try await LocalCluster.start(
-            in: folder, brokers: brokers, executors: executors, timeLimit: 1, heartbeatSeconds: 0.5,
+            in: folder, brokers: brokers, executors: executors, timeLimit: timeLimit, heartbeatSeconds: 0.5,
             suspectAfterSeconds: 1.5, failAfterSeconds: 3, workers: 1, log: { print($0) })
         let stopOnSignal = SignalStopper { cluster.stop() }
         defer {
@@ -39,7 +43,7 @@ struct ClusterDemo {
             try await cluster.withResultListener(client: clients[0]) { listener, address in
                 let start = ContinuousClock.now
                 let batch = try await runBatch(
-                    cluster: cluster, clients: clients, listener: listener, resultAddr: address)
+                    cluster: cluster, clients: clients, listener: listener, resultAddr: address, timeLimit: timeLimit)
                 let emergency = try await emergencyAct(
                     cluster: cluster, clients: clients, listener: listener, resultAddr: address)
                 killed = try await failureAct(
@@ -60,6 +64,7 @@ struct ClusterDemo {
             "\nstopped \(stopped - unclean.count) of \(stopped) processes cleanly (SIGTERM, exit 0); \(killed ?? "none") was killed"
         )
         if !unclean.isEmpty { throw DemoError("did not stop cleanly: \(unclean.joined(separator: ", "))") }
+        print("\nall right: every result, wait_for order, the emergency and the failure were as they should be")
     }
 
     /// Prints what the platform did: redeployments, refused results, emergency latency, the
@@ -94,16 +99,17 @@ struct ClusterDemo {
     }
 
     /// Runs the batch of shipped jobs, each round through one broker in turn; returns how many.
-    private func runBatch(cluster: LocalCluster, clients: [UCPClient], listener: ResultListener, resultAddr: Address)
-        async throws -> Int
-    {
+    private func runBatch(
+        cluster: LocalCluster, clients: [UCPClient], listener: ResultListener, resultAddr: Address, timeLimit: Double
+    ) async throws -> Int {
         let client = clients[0]
         let text = "causal order is the order in which one event could have influenced another\n"
         try await client.put(name: "demo/story.txt", bytes: Array(String(repeating: text, count: 20).utf8))
         var plan: [Planned] = []
-        var round = 0
+        // Plans `job` through the broker whose turn `round` is. Each check sees only its own
+        // round's values: the loop's `round` is a new constant every turn.
         func add(
-            _ label: String, _ job: ShippedJob, args: [String] = [], stdin: String? = nil,
+            _ label: String, _ job: ShippedJob, round: Int, args: [String] = [], stdin: String? = nil,
             data: [String: [UInt8]] = [:], named: [String: String] = [:], waitFor: [UUID]? = nil,
             expect: @escaping (ResultZip) -> Bool
         ) throws -> UUID {
@@ -114,26 +120,30 @@ struct ClusterDemo {
             plan.append(Planned(label: label, submission: submission, broker: round % clients.count, expect: expect))
             return submission.jobID
         }
-        for current in 1...rounds {
-            round = current
-            let hello = try add("hello #\(round)", .hello) { $0.stdout == "Hello, world!\n" }
+        for round in 1...rounds {
+            let hello = try add("hello #\(round)", .hello, round: round) { $0.stdout == "Hello, world!\n" }
             let numbers = (1...(10 * round)).map(String.init)
             let total = (1...(10 * round)).reduce(0, +)
-            let sum = try add("sum 1...\(10 * round)", .sum, args: numbers) { $0.stdout == "\(total)\n" }
-            _ = try add("echo after hello #\(round)", .echo, stdin: "round \(round)\n", waitFor: [hello]) {
-                $0.stdout == "round \(round)\n"
+            let sum = try add("sum 1...\(10 * round)", .sum, round: round, args: numbers) { $0.stdout == "\(total)\n" }
+            let echoed = "round \(round)\n"
+            _ = try add("echo after hello #\(round)", .echo, round: round, stdin: echoed, waitFor: [hello]) {
+                $0.stdout == echoed
             }
             _ = try add(
-                "wordcount (named data)", .wordcount, args: ["/story.txt"], named: ["demo/story.txt": "/story.txt"],
-                waitFor: [sum]
+                "wordcount (named data)", .wordcount, round: round, args: ["/story.txt"],
+                named: ["demo/story.txt": "/story.txt"], waitFor: [sum]
             ) { $0.stdout == "260 /story.txt\n" }
-            _ = try add("wordcount (job data)", .wordcount, args: ["/in.txt"], data: ["/in.txt": Array("a b c\n".utf8)])
-            {
-                $0.stdout == "3 /in.txt\n"
-            }
+            _ = try add(
+                "wordcount (job data)", .wordcount, round: round, args: ["/in.txt"],
+                data: ["/in.txt": Array("a b c\n".utf8)]
+            ) { $0.stdout == "3 /in.txt\n" }
         }
-        _ = try add("trap (fails)", .trap) { $0.stderr.contains("trap") || $0.stderr.contains("unreachable") }
-        _ = try add("spin (time limit 1 s)", .spin) { $0.stderr.lowercased().contains("time limit") }
+        _ = try add("trap (fails)", .trap, round: rounds) {
+            $0.stderr.contains("trap") || $0.stderr.contains("unreachable")
+        }
+        _ = try add("spin (time limit \(secondsText(timeLimit)))", .spin, round: rounds) {
+            $0.stderr.lowercased().contains("time limit")
+        }
 
         print("\nsubmitting \(plan.count) jobs through both brokers (\(rounds * 2) wait for another job):")
         let start = ContinuousClock.now
@@ -190,7 +200,8 @@ struct ClusterDemo {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         print(
             "\n\(plan.count) jobs in \(String(format: "%.2f", seconds)) s, \(String(format: "%.1f", Double(plan.count) / seconds)) jobs/s "
-                + "(the spin job alone runs to its 1 s limit; `make bench-jobs` measures throughput)")
+                + "(the spin job alone runs to its \(secondsText(timeLimit)) limit; `make bench-jobs` measures throughput)"
+        )
         print(
             "per executor: "
                 + perExecutor.sorted { $0.key < $1.key }.map { "\($0.key.prefix(8)) \($0.value)" }.joined(

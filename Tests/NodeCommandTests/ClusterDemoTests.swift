@@ -15,19 +15,27 @@ struct ClusterDemoTests {
         let ucp = try #require(Self.ucp, "ucp is built with the tests")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ucp)
-        process.arguments = ["demo", "--rounds", "1"]
+        // What `make demo` runs: `ucp demo`, its default rounds and all.
+        process.arguments = ["demo"]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
         try process.run()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        // The demo's own verdict first: its exit status and its last line.
         #expect(process.terminationStatus == 0, "\(text)")
+        #expect(
+            text.hasSuffix(
+                "\nall right: every result, wait_for order, the emergency and the failure were as they should be\n"),
+            "\(text)")
         #expect(!text.contains("FAIL"), "\(text)")
-        for line in [
-            "ok   hello #1", "ok   sum 1...10", "ok   echo after hello #1", "ok   trap (fails)",
-            "ok   spin (time limit 1 s)", "violations: 0", "3 CRITICAL jobs done", "every LOW job finished",
-            "declared it failed and redeployed its jobs", "its late result was refused (409)",
+        let rounds = (1...4).flatMap { round in
+            ["ok   hello #\(round)", "ok   sum 1...\(10 * round)", "ok   echo after hello #\(round) "]
+        }
+        for line in rounds + [
+            "ok   trap (fails)", "ok   spin (time limit ", "violations: 0", "3 CRITICAL jobs done",
+            "every LOW job finished", "declared it failed and redeployed its jobs", "its late result was refused (409)",
             "stopped 5 of 5 processes cleanly", " was killed",
         ] {
             #expect(text.contains(line), "missing \(line) in:\n\(text)")
