@@ -92,7 +92,11 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeCommandTests",
-            dependencies: ["ucp", "NetworkFaults"]
+            dependencies: [
+                "ucp", "NetworkFaults",
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "UCPTests",

@@ -136,7 +136,8 @@ struct DatastoreNodeTests {
         try await withTemporaryFolder { folder in
             try await withBroker { broker, address in
                 let base = "http://\(address)"
-                let (zip, type) = multipart(Array("PK-result".utf8))
+                let result = try resultZip("PK-result")
+                let (zip, type) = multipart(result)
                 let (unknown, _, _) = try await call(.PUT, base + "/result/\(UUID())", body: zip, contentType: type)
                 #expect(unknown == .notFound)
                 try await withServer(executor.router()) { executorPort in
@@ -168,7 +169,7 @@ struct DatastoreNodeTests {
                             let name = "\(stored.uuidString.lowercased())/result"
                             (status, body, _) = try await call(.GET, base + "/data/\(name)?job_id=\(stored)")
                             #expect(status == .ok)
-                            #expect(String(buffer: body) == "PK-result")
+                            #expect(Array(buffer: body) == result)
                             #expect(try broker.store.events(of: stored).map(\.kind).contains(.resultStored))
                             #expect(try broker.store.events(of: forwarded).map(\.kind).contains(.resultForwarded))
                         }

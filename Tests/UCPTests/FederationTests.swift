@@ -173,7 +173,10 @@ struct FederationTests {
                 #expect(a.broker.emergencyMode.applied == [raised, cleared])
                 #expect(b.broker.emergencyMode.applied == [raised, cleared])
                 try await eventually("the LOW job goes once cleared") { executor.submitted.contains { $0.id == low } }
-                #expect(executor.emergencyNotices == [raised, cleared])
+                // Pushed to executors in the background, after the broker applied it.
+                try await eventually("broker 1's executor got the clear, after the raise") {
+                    executor.emergencyNotices == [raised, cleared]
+                }
 
                 // Raised concurrently on both sides of a partition: both settle on the same notice.
                 proxy.partition()

@@ -45,7 +45,7 @@ final class ResultSink: Sendable {
 func sendResult(_ base: String, _ path: String, from executor: FakeExecutor?, seq: UInt64 = 1) async throws
     -> (HTTPResponseStatus, String)
 {
-    let (body, type) = multipart(Array("PK-zip-of-\(executor?.idText ?? "plain")".utf8))
+    let (body, type) = multipart(try resultZip("zip-of-\(executor?.idText ?? "plain")"))
     var request = HTTPClientRequest(url: base + path)
     request.method = .PUT
     request.headers.add(name: "Content-Type", value: type)

@@ -5,43 +5,45 @@ import NIOCore
 import NIOHTTP1
 
 extension Broker {
-    /// Stores an upload (a multipart body with a `data` field, passed through unread) as `name`
-    /// on a live datastore with more free bytes than the upload, chosen at random, and records
-    /// where it went. Memory stays bounded: the body streams from the caller to the datastore.
+    /// Stores an upload (a multipart body with a `data` field) as `name` on a live datastore
+    /// with more free bytes than the upload, chosen at random, and records where it went.
+    ///
+    /// The body is read to its end first (``SpooledBody``: in memory when small, else in the
+    /// spool folder), so nothing is stored from a body cut off mid-way, the request's body has
+    /// one reader, and a call the datastore's connection dropped can be sent again.
     ///
     /// `<job_id>/result` of a known job is that job's result (an executor stores it so when the
-    /// job has no `result_addr`, or when delivering it failed): it goes through the
-    /// ``ResultLedger`` first, with `cause` naming the sender, as ``deliverResult(of:body:contentType:contentLength:cause:)``.
+    /// job has no `result_addr`, or when delivering it failed): it must be a whole result zip and
+    /// goes through the ``ResultLedger`` first, with `cause` naming the sender, as
+    /// ``deliverResult(of:body:contentType:contentLength:cause:)``.
     ///
-    /// - Throws: ``BrokerError`` 400 for a body that is not multipart, 413 past
-    ///   ``BrokerConfiguration/maxUploadBytes``, 409 for a result the ledger refused, 503 when
-    ///   no datastore has room, the datastore's 400/409/413 as they are, 502 for any other
-    ///   datastore failure.
+    /// - Throws: ``BrokerError`` 400 for a body that is not multipart or was cut off (and, for a
+    ///   result, one that is not a whole zip), 413 past ``BrokerConfiguration/maxUploadBytes``,
+    ///   409 for a result the ledger refused, 503 when no datastore has room, the datastore's
+    ///   400/409/413 as they are, 502 for any other datastore failure.
     public func storeData<Body: AsyncSequence & Sendable>(
         _ name: DataName, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
     ) async throws(BrokerError) where Body.Element == ByteBuffer {
         let contentType = try Self.multipartType(contentType)
-        if let contentLength, contentLength > configuration.maxUploadBytes {
-            throw BrokerError(.tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
-        }
+        let kept = try await keep(body, contentLength: contentLength)
         let segments = name.segments
         if segments.count == 2, segments[1] == "result", let id = UUID(uuidString: String(segments[0])),
             let job = try? store.job(id)
         {
-            try await claimResult(of: job, sender: cause, body: body)
+            try await verifyResult(kept, contentType: contentType, of: id)
+            guard try claimResult(of: job, sender: cause) else { return }
+            try await place(name, body: kept, contentType: contentType)
+            try? store.log(JobEvent(jobID: id, kind: .resultStored, stamp: clock.event(), cause: cause))
+            return
         }
-        try await place(name, body: body, contentType: contentType, contentLength: contentLength)
+        try await place(name, body: kept, contentType: contentType)
     }
 
     /// Stores `body` as `name` on a datastore with room, as ``storeData(_:body:contentType:contentLength:cause:)``
     /// does, without asking the ledger.
-    func place<Body: AsyncSequence & Sendable>(
-        _ name: DataName, body: Body, contentType: String, contentLength: Int64?
-    ) async throws(BrokerError) where Body.Element == ByteBuffer {
-        let datastore = try await datastoreWithRoom(for: contentLength ?? 0)
-        try await pass(
-            body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType,
-            contentLength: contentLength)
+    func place(_ name: DataName, body: SpooledBody, contentType: String) async throws(BrokerError) {
+        let datastore = try await datastoreWithRoom(for: body.count)
+        try await pass(body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType)
         do {
             try store.setLocation(name.rawValue, datastore: datastore.id)
         } catch {
@@ -112,29 +114,38 @@ extension Broker {
         return names.sorted()
     }
 
-    /// Delivers the result of job `id` (a multipart body with a `data` field, passed through):
-    /// to the client at the job's `result_addr` (`PUT /result/{job_id}`), or, when its host is
-    /// empty, to a datastore as `<job_id>/result`. The event is stamped and logged.
+    /// Delivers the result of job `id` (a multipart body with a `data` field): to the client at
+    /// the job's `result_addr` (`PUT /result/{job_id}`), or, when its host is empty, to a
+    /// datastore as `<job_id>/result`. The event is stamped and logged.
     ///
-    /// The ``ResultLedger`` decides first, with `cause` (the request's dot) naming the sender:
-    /// a result refused there is drained unread and never forwarded or stored. A result
-    /// accepted stays accepted when its delivery fails; the same executor sending it again (or
-    /// storing it as `<job_id>/result`) is that result retried.
+    /// Exactly once, as far as the broker can make it so:
+    /// - The body is read to its end and checked first: a multipart body whose `data` field is a
+    ///   zip that reads whole. A result cut off mid-way (its executor was killed while sending)
+    ///   is answered 400 and changes nothing; the ledger never sees it.
+    /// - Then the ``ResultLedger`` decides, with `cause` (the request's dot) naming the sender: a
+    ///   result refused there is never forwarded or stored (409). A result accepted stays
+    ///   accepted when its delivery fails; the same executor sending it again (or storing it as
+    ///   `<job_id>/result`) is that result retried.
+    /// - A delivery is logged (durably, before the sender is answered) once it succeeded; the
+    ///   accepted executor sending the result again afterwards (it never saw the answer: the
+    ///   broker restarted, say) is answered 200 and nothing is sent a second time. The one case
+    ///   left open: the broker stops after the client took the result and before the log is
+    ///   written; the resent result then reaches the client again, and ``ResultListener`` drops
+    ///   it.
     ///
     /// - Throws: ``BrokerError`` 404 for a job never submitted (a result is never dropped with
-    ///   a 200); 409 with the accepted entry when another executor's result came first; 502 when
-    ///   the client or datastore failed (the caller keeps the result and may store it itself, as
-    ///   UCP's executor does); 503 when no datastore has room.
+    ///   a 200); 400 for a result that is not whole; 409 with the accepted entry when another
+    ///   executor's result came first; 502 when the client or datastore failed (the caller keeps
+    ///   the result and may store it itself, as UCP's executor does); 503 when no datastore has
+    ///   room.
     public func deliverResult<Body: AsyncSequence & Sendable>(
         of id: UUID, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
     ) async throws(BrokerError) where Body.Element == ByteBuffer {
         let job = try self.job(id)
         let contentType = try Self.multipartType(contentType)
-        if let contentLength, contentLength > configuration.maxUploadBytes {
-            throw BrokerError(
-                .tooLarge, "the result is larger than the limit of \(configuration.maxUploadBytes) bytes")
-        }
-        try await claimResult(of: job, sender: cause, body: body)
+        let kept = try await keep(body, contentLength: contentLength)
+        try await verifyResult(kept, contentType: contentType, of: id)
+        guard try claimResult(of: job, sender: cause) else { return }
         let key = Membership.id(of: id)
         if job.info.resultAddr.isUnset {
             let name: DataName
@@ -143,13 +154,11 @@ extension Broker {
             } catch {
                 throw BrokerError(.internalError, "\(error)")
             }
-            try await place(name, body: body, contentType: contentType, contentLength: contentLength)
+            try await place(name, body: kept, contentType: contentType)
             try? store.log(JobEvent(jobID: id, kind: .resultStored, stamp: clock.event(), cause: cause))
         } else {
             do throws(BrokerError) {
-                try await pass(
-                    body, to: job.info.resultAddr, path: "/result/\(key)", contentType: contentType,
-                    contentLength: contentLength)
+                try await pass(kept, to: job.info.resultAddr, path: "/result/\(key)", contentType: contentType)
             } catch {
                 logger.error("could not deliver the result of job \(key) to \(job.info.resultAddr): \(error.detail)")
                 throw error.kind == .tooLarge
@@ -164,13 +173,42 @@ extension Broker {
 
     // MARK: - Internals
 
+    /// Reads `body` to its end (``SpooledBody``), checking it against `contentLength`.
+    ///
+    /// - Throws: ``BrokerError`` 413 past ``BrokerConfiguration/maxUploadBytes``, 400 for a body
+    ///   cut off or broken off, 500 when the spool folder cannot be written.
+    func keep<Body: AsyncSequence & Sendable>(_ body: Body, contentLength: Int64?) async throws(BrokerError) -> SpooledBody
+    where Body.Element == ByteBuffer {
+        do {
+            return try await SpooledBody.receive(
+                body, expected: contentLength, limit: configuration.maxUploadBytes,
+                folder: configuration.rootdir + "/spool")
+        } catch {
+            switch error {
+            case .tooLarge: throw BrokerError(.tooLarge, error.description)
+            case .truncated, .interrupted: throw BrokerError(.badRequest, error.description)
+            case .storage: throw BrokerError(.internalError, error.description)
+            }
+        }
+    }
+
+    /// Checks that `body` is a whole result of job `id`.
+    ///
+    /// - Throws: ``BrokerError`` 400 naming what is wrong.
+    func verifyResult(_ body: SpooledBody, contentType: String, of id: UUID) async throws(BrokerError) {
+        do {
+            try await body.verifyResult(contentType: contentType)
+        } catch {
+            logger.info("result refused as incomplete", metadata: ["job": "\(Membership.id(of: id))", "why": "\(error)"])
+            throw BrokerError(.badRequest, error.description)
+        }
+    }
+
     /// Asks the ledger about a result for `job` sent by `sender` (the request's dot; without one,
-    /// the job's assigned executor). Returns when it is accepted or retried; when refused,
-    /// drains `body` (at most ``BrokerConfiguration/maxUploadBytes``) and throws 409 with the
-    /// accepted entry.
-    func claimResult<Body: AsyncSequence & Sendable>(of job: JobRecord, sender: Dot?, body: Body)
-        async throws(BrokerError) where Body.Element == ByteBuffer
-    {
+    /// the job's assigned executor). True when the result is to be delivered: accepted now, or
+    /// retried by the accepted executor and not yet delivered; false when that result was
+    /// delivered already. When refused, throws 409 with the accepted entry.
+    func claimResult(of job: JobRecord, sender: Dot?) throws(BrokerError) -> Bool {
         let executor = sender.map { UUID(uuidString: $0.node) } ?? job.executorID
         let claim = LedgerEntry(jobID: job.id, executor: executor, dot: sender, stamp: clock.event(), at: now())
         let verdict: LedgerVerdict
@@ -185,20 +223,17 @@ extension Broker {
             let executor = entry.executor.map { Membership.id(of: $0) } ?? "unknown"
             logger.debug("result accepted", metadata: ["job": "\(key)", "executor": "\(executor)"])
             if let winner = entry.executor { withdraw(job.id, except: winner) }
+            return true
         case .retried:
+            if (try? store.resultDelivered(job.id)) == true {
+                logger.info("accepted result sent again after its delivery: not delivered twice", metadata: ["job": "\(key)"])
+                return false
+            }
             logger.info("accepted result sent again", metadata: ["job": "\(key)"])
+            return true
         case .rejected(let rejection, let accepted):
             logger.info(
                 "result refused", metadata: ["job": "\(key)", "sender": "\(sender?.description ?? "unknown")"])
-            var drained: Int64 = 0
-            do {
-                for try await chunk in body {
-                    drained += Int64(chunk.readableBytes)
-                    if drained > configuration.maxUploadBytes { break }
-                }
-            } catch {
-                // The sender went away: there is nothing left to drain.
-            }
             throw BrokerError(.conflict, rejection.reason, accepted: accepted)
         }
     }
@@ -248,31 +283,34 @@ extension Broker {
         return chosen
     }
 
-    /// Streams `body` with `PUT path` to the node at `address` and checks the answer.
-    func pass<Body: AsyncSequence & Sendable>(
-        _ body: Body, to address: Address, path: String, contentType: String, contentLength: Int64?
-    ) async throws(BrokerError) where Body.Element == ByteBuffer {
-        let limited = LimitedBody(body, limit: configuration.maxUploadBytes)
+    /// Sends `body` with `PUT path` to the node at `address` and checks the answer. A call that
+    /// got no answer because the connection was refused or closed before one came is sent again,
+    /// at most twice (a `PUT` of the same bytes: the datastore stores them again, and a client
+    /// drops a result it has), after 50 and 200 ms.
+    func pass(_ body: SpooledBody, to address: Address, path: String, contentType: String) async throws(BrokerError) {
         let url = NodeHTTPClient.url(address, path)
-        var request = HTTPClientRequest(url: url)
-        request.method = .PUT
-        request.headers.add(name: "Content-Type", value: contentType)
-        let length: HTTPClientRequest.Body.Length = contentLength.map { .known($0) } ?? .unknown
-        request.body = .stream(limited, length: length)
-        let response: HTTPClientResponse
-        do {
-            response = try await client.stream(request, timeout: configuration.transferTimeout)
-        } catch {
-            if limited.wasTooLarge {
-                throw BrokerError(
-                    .tooLarge, "the upload is larger than the limit of \(configuration.maxUploadBytes) bytes")
+        var attempt = 0
+        while true {
+            attempt += 1
+            var request = HTTPClientRequest(url: url)
+            request.method = .PUT
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = body.requestBody
+            let response: HTTPClientResponse
+            do {
+                response = try await client.stream(request, timeout: configuration.transferTimeout)
+            } catch {
+                guard error.mayRetry, attempt < 3 else { throw BrokerError(.badGateway, error.description) }
+                logger.info("sending again", metadata: ["url": "\(url)", "error": "\(error.detail)"])
+                try? await Task.sleep(for: .milliseconds(attempt == 1 ? 50 : 200))
+                continue
             }
-            throw BrokerError(.badGateway, error.description)
+            guard response.status.code < 400 else {
+                throw BrokerError(calling: await NodeHTTPClient.failure(response, url: url))
+            }
+            _ = try? await response.body.collect(upTo: 1 << 20)
+            return
         }
-        guard response.status.code < 400 else {
-            throw BrokerError(calling: await NodeHTTPClient.failure(response, url: url))
-        }
-        _ = try? await response.body.collect(upTo: 1 << 20)
     }
 
     /// `contentType` when it is multipart/form-data with a boundary.

@@ -60,7 +60,7 @@ extension Broker {
         let outcome = await send(job)
         markDirty()
         switch outcome {
-        case .assigned, .gone, .busy:  // .busy only comes from the windowed dispatch
+        case .assigned, .gone, .busy:  // busy: it waits in the queue for a window slot
             return id
         case .noCapableExecutor where delegate(job):
             return id
@@ -80,62 +80,95 @@ extension Broker {
     /// that failed while the job was being sent to it does not get it (the store checks): it is
     /// told to drop the job (errors ignored) and the next one is tried.
     ///
-    /// `windowed` (the background loop's dispatch) skips executors that already hold
-    /// ``BrokerConfiguration/dispatchWindow`` jobs per core, so that jobs wait in the broker's
-    /// queue, where the most urgent go first, rather than in an executor's; HIGH and CRITICAL jobs
-    /// are sent regardless.
-    func send(_ job: JobRecord, windowed: Bool = false) async -> DispatchOutcome {
-        var candidates: [ExecutorEntry]
+    /// The dispatch window is an invariant: an executor never holds more than
+    /// ``BrokerConfiguration/dispatchWindow`` jobs per core below HIGH, counting the jobs
+    /// assigned to it and those being sent to it now. A slot is claimed (``claimWindowSlot(on:)``)
+    /// before the job is sent and released once the assignment is recorded or has failed, so
+    /// concurrent dispatches cannot overrun it; jobs past it wait in the broker's queue, where the
+    /// most urgent go first, rather than in an executor's. HIGH and CRITICAL jobs are sent
+    /// regardless. `.busy` when every capable executor's window is full.
+    func send(_ job: JobRecord) async -> DispatchOutcome {
+        let candidates: [ExecutorEntry]
         do {
             candidates = try activeExecutors(at: now()).filter { $0.record.curCaps.canRun(job.info.capabilities) }
                 .shuffled()
-            guard !candidates.isEmpty else { return .noCapableExecutor }
-            if windowed, job.emergency < .high {
-                let held = try store.assignedCounts()
-                candidates = candidates.filter {
-                    held[$0.id, default: 0] < configuration.dispatchWindow * max(1, $0.record.curCaps.cpuCores)
-                }
-                guard !candidates.isEmpty else { return .busy }
-            }
         } catch {
             return .refused("\(error)")
         }
+        guard !candidates.isEmpty else { return .noCapableExecutor }
+        let windowed = job.emergency < .high
         var failures: [String] = []
-        let path = "/submit/\(Membership.id(of: job.id))"
         for executor in candidates {
-            do {
-                try await client.call(.PUT, executor.record.address, path, json: job.info)
-            } catch {
-                logger.info(
-                    "executor did not take job", metadata: ["job": "\(Membership.id(of: job.id))", "error": "\(error)"])
-                failures.append("\(error)")
-                continue
+            if windowed, !claimWindowSlot(on: executor) { continue }
+            let outcome = await offer(job, to: executor)
+            if windowed { releaseWindowSlot(on: executor) }
+            switch outcome {
+            case .success(let outcome): return outcome
+            case .failure(let failure): failures.append(failure.description)
             }
-            let stamp = clock.event()
-            do {
-                if try store.assign(job.id, to: executor.id, stamp: stamp) {
-                    logger.debug(
-                        "job assigned",
-                        metadata: [
-                            "job": "\(Membership.id(of: job.id))", "executor": "\(Membership.id(of: executor.id))",
-                        ])
-                    return .assigned(executor.id)
-                }
-            } catch {
-                logger.error("cannot record the assignment of job \(Membership.id(of: job.id)): \(error)")
-            }
-            if (try? store.job(job.id))?.state == .queued {
-                await dropSent(job.id, from: executor)
-                failures.append("executor \(Membership.id(of: executor.id)) failed while the job was sent")
-                continue
-            }
-            // Done or deleted while it was being sent: the executor need not keep it.
-            if (try? store.job(job.id))?.state == .deleted {
-                try? await client.call(.DELETE, executor.record.address, "/job/\(Membership.id(of: job.id))")
-            }
-            return .gone
         }
-        return .refused(failures.joined(separator: "; "))
+        return failures.isEmpty ? .busy : .refused(failures.joined(separator: "; "))
+    }
+
+    /// Sends `job` to `executor` and records the assignment: the outcome, or why this executor
+    /// did not take it (the next one may).
+    private func offer(_ job: JobRecord, to executor: ExecutorEntry) async -> Result<DispatchOutcome, OfferFailure> {
+        let key = Membership.id(of: job.id)
+        do {
+            try await client.call(.PUT, executor.record.address, "/submit/\(key)", json: job.info)
+        } catch {
+            logger.info("executor did not take job", metadata: ["job": "\(key)", "error": "\(error)"])
+            return .failure(OfferFailure(description: "\(error)"))
+        }
+        do {
+            if try store.assign(job.id, to: executor.id, stamp: clock.event()) {
+                logger.debug("job assigned", metadata: ["job": "\(key)", "executor": "\(Membership.id(of: executor.id))"])
+                return .success(.assigned(executor.id))
+            }
+        } catch {
+            logger.error("cannot record the assignment of job \(key): \(error)")
+        }
+        if (try? store.job(job.id))?.state == .queued {
+            await dropSent(job.id, from: executor)
+            return .failure(
+                OfferFailure(description: "executor \(Membership.id(of: executor.id)) failed while the job was sent"))
+        }
+        // Done or deleted while it was being sent: the executor need not keep it.
+        if (try? store.job(job.id))?.state == .deleted {
+            try? await client.call(.DELETE, executor.record.address, "/job/\(key)")
+        }
+        return .success(.gone)
+    }
+
+    /// Why one executor did not take a job.
+    struct OfferFailure: Error {
+        let description: String
+    }
+
+    /// Claims one of `executor`'s window slots, atomically with the check that one is free:
+    /// its assigned jobs are read and the jobs being sent to it counted under one lock. False
+    /// when the window is full (or the count cannot be read).
+    func claimWindowSlot(on executor: ExecutorEntry) -> Bool {
+        // Cores come from the executor's heartbeat: bounded before any arithmetic.
+        let cores = min(max(1, executor.record.curCaps.cpuCores), 1 << 16)
+        let (limit, overflow) = configuration.dispatchWindow.multipliedReportingOverflow(by: cores)
+        let window = overflow ? Int.max : limit
+        return dispatch.withLock { state in
+            guard let held = try? store.assignedCounts()[executor.id, default: 0] else { return false }
+            let sending = state.sending[executor.id, default: 0]
+            guard held < window, sending < window - held else { return false }
+            state.sending[executor.id] = sending + 1
+            return true
+        }
+    }
+
+    /// Releases a slot claimed with ``claimWindowSlot(on:)``, once the assignment is recorded
+    /// (it then counts among the executor's assigned jobs) or has failed.
+    func releaseWindowSlot(on executor: ExecutorEntry) {
+        dispatch.withLock { state in
+            let left = state.sending[executor.id, default: 1] - 1
+            state.sending[executor.id] = left > 0 ? left : nil
+        }
     }
 
     /// Gives queued `job` to a connected peer broker with a capable executor (see

@@ -68,6 +68,8 @@ public final class Broker: Sendable {
         var inFlight: Set<UUID> = []
         /// When a job that found no executor may be tried again.
         var retryAt: [UUID: Double] = [:]
+        /// Per executor, the jobs being sent to it now, each holding a slot of its window.
+        var sending: [UUID: Int] = [:]
         /// Something changed: run a dispatch pass and refresh the metrics soon.
         var dirty = true
         /// The clock last saved.
@@ -211,7 +213,7 @@ public final class Broker: Sendable {
     }
 
     private func dispatchQueued(_ job: JobRecord) async {
-        var outcome = await send(job, windowed: true)
+        var outcome = await send(job)
         if case .noCapableExecutor = outcome, delegate(job) { outcome = .gone }
         dispatch.withLock { state in
             state.inFlight.remove(job.id)

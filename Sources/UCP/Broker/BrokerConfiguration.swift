@@ -34,8 +34,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// The cluster's key: when set, the broker proves membership on its calls and requires proof
     /// on state-changing calls it serves (``ClusterAuth``). Default none, as UCP.
     public var auth: ClusterAuth? = nil
-    /// Jobs per core of an executor's that the background dispatch keeps assigned to it at most;
-    /// past that, queued jobs wait at the broker (ordered by emergency level) until the executor
+    /// Jobs per core of an executor's that it holds at most, assigned or being sent to it;
+    /// past that, jobs wait at the broker (ordered by emergency level) until the executor
     /// reports one done. HIGH and CRITICAL jobs are sent regardless. Default 4.
     public var dispatchWindow = 4
     /// Membership in a federation of brokers (needs the cluster key); nil for a broker alone.

@@ -554,6 +554,18 @@ public final class BrokerStore: Sendable {
         }
     }
 
+    /// True when the result of job `id` was delivered: forwarded to its `result_addr` or stored
+    /// on a datastore (a `result_forwarded` or `result_stored` event is logged).
+    public func resultDelivered(_ id: UUID) throws(BrokerStoreError) -> Bool {
+        try read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND kind IN (?, ?))",
+                arguments: [
+                    Membership.id(of: id), JobEvent.Kind.resultForwarded.rawValue, JobEvent.Kind.resultStored.rawValue,
+                ]) ?? false
+        }
+    }
+
     /// The events of job `id`, oldest first.
     public func events(of id: UUID) throws(BrokerStoreError) -> [JobEvent] {
         try read { db in

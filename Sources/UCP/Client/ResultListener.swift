@@ -1,4 +1,5 @@
 import Causal
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Logging
@@ -20,7 +21,10 @@ public struct ResultTimeout: Error, Hashable, CustomStringConvertible {
 /// multipart field `data` is saved as `<folder>/<job_id>.zip`.
 ///
 /// Unlike UCP's client, which answers 404 to a result it did not expect, every result is kept:
-/// a result may arrive before the client asked for it and must not be lost. Waiters are resumed
+/// a result may arrive before the client asked for it and must not be lost. A result that
+/// arrives again after its first copy is answered 200 and dropped (counted in
+/// `ucp_client_duplicate_results_total`): the broker sends a result twice only when it stopped
+/// between delivering it and recording the delivery. Waiters are resumed
 /// the moment their result is stored (no polling). Also serves `/ping`, `/clock` and `/metrics`
 /// (``NodeRoutes``). Run it in a `ServiceGroup`; thread-safe.
 public final class ResultListener: Service, Sendable {
@@ -37,6 +41,8 @@ public final class ResultListener: Service, Sendable {
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
     private let state = Mutex(Waiting())
+    /// Results that arrived again after their first copy, dropped: `ucp_client_duplicate_results_total`.
+    let duplicates: CoreMetrics.Counter
 
     private struct Waiting {
         var arrived: [UUID: String] = [:]
@@ -44,6 +50,7 @@ public final class ResultListener: Service, Sendable {
         var cancelled: Set<Int> = []
         var nextToken = 0
         var port: Int?
+        var duplicates = 0
     }
 
     /// A listener saving results into `folder` (created if missing), on `host`:`port` (UCP's
@@ -58,10 +65,15 @@ public final class ResultListener: Service, Sendable {
         self.host = host
         self.requestedPort = port
         self.clock = clock ?? NodeClock(nodeID: "client-" + Membership.id(of: UUID()), role: .dotted)
-        self.metrics = NodeMetrics()
+        let metrics = NodeMetrics()
+        self.metrics = metrics
+        self.duplicates = metrics.counter("ucp_client_duplicate_results_total")
         self.logger = logger
         self.onListening = onListening
     }
+
+    /// How many results arrived again after their first copy and were dropped.
+    public var duplicatesDropped: Int { state.withLock { $0.duplicates } }
 
     /// The port it listens on, once it does.
     public var port: Int? { state.withLock { $0.port } }
@@ -83,6 +95,14 @@ public final class ResultListener: Service, Sendable {
             let text = try context.parameters.require("job_id")
             guard let jobID = UUID(uuidString: text) else {
                 throw APIError(.unprocessableContent, "job_id \"\(text.prefix(80))\" is not a UUID")
+            }
+            if listener.hasArrived(jobID) {
+                // Sent again (its broker restarted before it recorded the delivery, say): the
+                // result kept is the one delivered; the server drains this body unread.
+                listener.state.withLock { $0.duplicates += 1 }
+                listener.duplicates.increment()
+                context.logger.info("dropped a second copy of the result of job \(UCPPaths.id(jobID))")
+                return JSONResponse.null()
             }
             try await MultipartReceiver.receive(request, into: listener.path(for: jobID))
             listener.arrived(jobID)
@@ -113,6 +133,9 @@ public final class ResultListener: Service, Sendable {
             return path
         }
     }
+
+    /// True once a result of `jobID` was stored.
+    func hasArrived(_ jobID: UUID) -> Bool { state.withLock { $0.arrived[jobID] != nil } }
 
     private func arrived(_ jobID: UUID) {
         let path = path(for: jobID)

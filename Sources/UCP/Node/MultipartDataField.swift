@@ -59,12 +59,17 @@ final class MultipartDataField {
     ///
     /// - Throws: ``APIError`` 400 when the body is not multipart/form-data with a boundary.
     static func boundary(of request: Request) throws -> String {
-        guard let contentType = request.headers[.contentType], let media = MediaType(from: contentType),
-            media.type == .multipart,
-            let boundary = media.parameter.flatMap({ $0.name == "boundary" ? $0.value : nil }), !boundary.isEmpty
-        else {
+        guard let boundary = boundary(ofContentType: request.headers[.contentType]) else {
             throw APIError(.badRequest, "expected a multipart/form-data body with a boundary")
         }
+        return boundary
+    }
+
+    /// The boundary of a multipart `Content-Type`, or nil when it is not one or has none.
+    static func boundary(ofContentType contentType: String?) -> String? {
+        guard let contentType, let media = MediaType(from: contentType), media.type == .multipart,
+            let boundary = media.parameter.flatMap({ $0.name == "boundary" ? $0.value : nil }), !boundary.isEmpty
+        else { return nil }
         return boundary
     }
 

@@ -187,17 +187,30 @@ public final class NodeHTTPClient: Sendable {
         return clock
     }
 
+    /// Sends `request` (its body can be sent again: bytes, or a file read anew) and reads the
+    /// answer. A call that got no answer because the connection was refused or closed before
+    /// one came is sent again, at most twice, after 50 and 200 ms: every call between UCP nodes
+    /// is a `GET`, a `PUT` or a `DELETE` of a named thing, which the receiver can take twice. A
+    /// job id submitted twice is refused (409 at a broker), so a retried submission never runs
+    /// twice, though when the first attempt did get through its caller sees that refusal.
     private func send(_ request: HTTPClientRequest, timeout: Duration?, maxBytes: Int) async throws -> NodeAnswer {
-        var request = request
-        stamp(&request)
         let url = request.url
-        let response: HTTPClientResponse
-        let bytes: [UInt8]
-        do {
-            response = try await http.execute(request, timeout: .init(timeout ?? defaultTimeout))
-            bytes = Array(try await response.body.collect(upTo: maxBytes).readableBytesView)
-        } catch {
-            throw NodeCallError(url: url, status: nil, detail: "\(error)")
+        var attempt = 0
+        var response: HTTPClientResponse
+        var bytes: [UInt8]
+        while true {
+            attempt += 1
+            var request = request
+            stamp(&request)
+            do {
+                response = try await http.execute(request, timeout: .init(timeout ?? defaultTimeout))
+                bytes = Array(try await response.body.collect(upTo: maxBytes).readableBytesView)
+                break
+            } catch {
+                let failure = NodeCallError(url: url, failure: error)
+                guard failure.mayRetry, attempt < 3 else { throw failure }
+                try await Task.sleep(for: .milliseconds(attempt == 1 ? 50 : 200))
+            }
         }
         let clock = merge(response.headers)
         let status = Int(response.status.code)
@@ -230,13 +243,32 @@ public struct NodeCallError: Error, Hashable, CustomStringConvertible {
     /// The answer's body (at most its first 64 KiB), empty when there was no answer; read it for
     /// fields beside `detail` (a ledger refusal's `accepted_executor`, for example).
     public var body: [UInt8]
+    /// True when no answer came because the connection was refused or closed before one did (a
+    /// pooled connection the peer had just closed, say): sending the same request again is
+    /// worth it. False for a timeout and for every answer.
+    public var mayRetry: Bool
 
     /// An error.
-    public init(url: String, status: Int?, detail: String, body: [UInt8] = []) {
+    public init(url: String, status: Int?, detail: String, body: [UInt8] = [], mayRetry: Bool = false) {
         self.url = url
         self.status = status
         self.detail = detail
         self.body = body
+        self.mayRetry = mayRetry
+    }
+
+    /// The error for a call that got no answer because of `error`.
+    init(url: String, failure error: any Error) {
+        self.init(url: url, status: nil, detail: "\(error)", mayRetry: Self.connectionLost(error))
+    }
+
+    /// True for the errors that mean the connection was refused or closed before an answer.
+    static func connectionLost(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError {
+            return error == .remoteConnectionClosed || error == .connectTimeout
+        }
+        // NIOPosix's NIOConnectionError (refused, unreachable) and socket errors.
+        return error is IOError || String(describing: type(of: error)).contains("ConnectionError")
     }
 
     /// An error for an answer with `status` and `body`, its detail read from `{"detail": ...}`.
@@ -274,7 +306,8 @@ struct MultipartForm {
     var tail: [UInt8] { Array("\r\n--\(boundary)--\r\n".utf8) }
 }
 
-/// A file's bytes in 64 KiB chunks between a head and a tail, for a streamed request body.
+/// A file's bytes in 64 KiB chunks between a head and a tail (either may be empty), for a
+/// streamed request body. Each iterator opens the file anew, so a retried request sends it again.
 struct FileChunks: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     let path: String
@@ -296,7 +329,7 @@ struct FileChunks: AsyncSequence, Sendable {
                     throw NodeCallError(url: path, status: nil, detail: "cannot open \(path)")
                 }
                 handle = opened
-                return ByteBuffer(bytes: head)
+                return head.isEmpty ? try await next() : ByteBuffer(bytes: head)
             case 1:
                 if let data = try handle?.read(upToCount: 1 << 16), !data.isEmpty {
                     return ByteBuffer(bytes: data)
@@ -304,7 +337,7 @@ struct FileChunks: AsyncSequence, Sendable {
                 try? handle?.close()
                 handle = nil
                 stage = 2
-                return ByteBuffer(bytes: tail)
+                return tail.isEmpty ? nil : ByteBuffer(bytes: tail)
             default:
                 return nil
             }
