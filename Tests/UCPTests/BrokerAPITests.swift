@@ -204,10 +204,14 @@ struct BrokerAPITests {
         }) { _, broker in
             let base = "http://\(broker)"
             let id = UUID()
+            // It beats until it holds the job, then falls silent.
             try await withServer(executor.router()) { port in
-                _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
-                let (status, body) = try await send(.PUT, base + "/job/submit/\(id)", json: submission())
-                #expect(status == .ok, "\(body)")
+                try await executor.beating(to: base) {
+                    _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
+                    let (status, body) = try await send(.PUT, base + "/job/submit/\(id)", json: submission())
+                    #expect(status == .ok, "\(body)")
+                    try await eventually("the job goes to the executor") { executor.submitted.map(\.id) == [id] }
+                }
             }
             try await eventually("the silent executor is pruned") {
                 try await send(.GET, base + "/executors/count").1 == "0"

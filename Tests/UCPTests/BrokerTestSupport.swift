@@ -97,6 +97,27 @@ final class FakeExecutor: Sendable {
         return router
     }
 
+    /// Runs `body` while this executor beats to the broker at `base` (`PUT
+    /// /executors/heartbeat/{id}`) every `interval`, so that it stays active however long `body`
+    /// takes on a loaded machine; the beats have stopped when this returns. A test about silence
+    /// lets the executor be silent by leaving this block, and then waits for the broker to notice.
+    func beating<T>(
+        to base: String, every interval: Duration = .milliseconds(100), _ body: () async throws -> T
+    ) async throws -> T {
+        let url = base + "/executors/heartbeat/\(idText)"
+        let beats = Task {
+            while !Task.isCancelled {
+                _ = try? await send(.PUT, url, json: heartbeatBody)
+                try? await Task.sleep(for: interval)  // the executor's period, not synchronisation
+            }
+        }
+        let result: Result<T, any Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        beats.cancel()
+        await beats.value
+        return try result.get()
+    }
+
     /// The registration body a UCP executor sends, exactly as its `Broker.register_executor`
     /// writes it.
     func registration(port: Int, hosts: [String] = ["127.0.0.1"], memory: Int = 8_000_000_000) -> String {
@@ -108,6 +129,10 @@ final class FakeExecutor: Sendable {
             """
     }
 }
+
+/// An executor's heartbeat body.
+let heartbeatBody =
+    #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#
 
 /// Sends `json` with `method` to `url` and returns the status and body text.
 func send(_ method: HTTPMethod, _ url: String, json: String? = nil) async throws -> (HTTPResponseStatus, String) {

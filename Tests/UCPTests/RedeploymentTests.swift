@@ -6,10 +6,6 @@ import Synchronization
 import Testing
 import UCP
 
-/// An executor's heartbeat body.
-let heartbeatBody =
-    #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#
-
 /// The broker's `GET /status`.
 func brokerStatus(_ base: String) async throws -> BrokerStatus {
     let (status, body) = try await send(.GET, base + "/status")
@@ -196,24 +192,25 @@ struct RedeploymentTests {
     func suspectedThenFailed() async throws {
         let executor = FakeExecutor()
         try await withBroker({
-            // Windows wide enough that a loaded two-core machine does not cross one between two
-            // requests of the test.
+            // The executor beats whenever the test needs it active. Once it is silent, the test
+            // sees it suspected and has 10 s for two loopback requests before it fails.
             $0.heartbeatInterval = .milliseconds(200)
             $0.suspectAfter = .seconds(2)
-            $0.failAfter = .seconds(8)
+            $0.failAfter = .seconds(12)
         }) { broker, address in
             let base = "http://\(address)"
             try await withServer(executor.router()) { port in
-                _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
-                _ = try await send(.PUT, base + "/executors/heartbeat/\(executor.idText)", json: heartbeatBody)
                 let held = UUID()
-                var (status, body) = try await send(.PUT, base + "/job/submit/\(held)", json: submission())
-                #expect(status == .ok, "\(body)")
+                try await executor.beating(to: base) {
+                    _ = try await send(.PUT, base + "/executors/register", json: executor.registration(port: port))
+                    let (status, body) = try await send(.PUT, base + "/job/submit/\(held)", json: submission())
+                    #expect(status == .ok, "\(body)")
+                }
 
                 try await eventually("the silent executor is suspected", timeout: .seconds(10)) {
                     try await brokerStatus(base).executors.first?.state == .suspected
                 }
-                (status, body) = try await send(.PUT, base + "/job/submit/\(UUID())", json: submission())
+                var (status, body) = try await send(.PUT, base + "/job/submit/\(UUID())", json: submission())
                 #expect(status == .serviceUnavailable, "a suspected executor gets no new job: \(body)")
                 #expect(try broker.store.job(held)?.state == .assigned, "it keeps the one it has")
                 #expect(try await send(.GET, base + "/executors/count").1 == "1")
@@ -221,12 +218,14 @@ struct RedeploymentTests {
                 (status, body) = try await send(
                     .PUT, base + "/executors/heartbeat/\(executor.idText)", json: heartbeatBody)
                 #expect(status == .ok, "\(body)")
-                #expect(try await brokerStatus(base).executors.first?.state == .active)
                 let again = UUID()
-                (status, body) = try await send(.PUT, base + "/job/submit/\(again)", json: submission())
-                #expect(status == .ok, "active again, it takes jobs: \(body)")
+                try await executor.beating(to: base) {
+                    #expect(try await brokerStatus(base).executors.first?.state == .active)
+                    let (status, body) = try await send(.PUT, base + "/job/submit/\(again)", json: submission())
+                    #expect(status == .ok, "active again, it takes jobs: \(body)")
+                }
 
-                try await eventually("the silent executor fails", timeout: .seconds(20)) {
+                try await eventually("the silent executor fails", timeout: .seconds(30)) {
                     try await brokerStatus(base).executors.first?.state == .failed
                 }
                 let view = try await brokerStatus(base)

@@ -147,59 +147,62 @@ struct ResultLedgerAPITests {
                 let base = "http://\(broker)"
                 let id = UUID()
                 let after = UUID()
+                // The old executor beats while it takes the job, then falls silent.
                 try await withServer(old.router()) { port in
-                    _ = try await send(.PUT, base + "/executors/register", json: old.registration(port: port))
-                    // A fresh heartbeat, so that the executor outlives the submission on a loaded machine.
-                    _ = try await send(
-                        .PUT, base + "/executors/heartbeat/\(old.idText)",
-                        json:
-                            #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#
-                    )
-                    let (status, body) = try await send(
-                        .PUT, base + "/job/submit/\(id)",
-                        json: submission(resultAddr: #"{"host":"127.0.0.1","port":\#(sinkPort)}"#))
-                    #expect(status == .ok, "\(body)")
-                    _ = try await send(.PUT, base + "/job/submit/\(after)", json: submission(waitFor: [id]))
+                    try await old.beating(to: base) {
+                        _ = try await send(.PUT, base + "/executors/register", json: old.registration(port: port))
+                        let (status, body) = try await send(
+                            .PUT, base + "/job/submit/\(id)",
+                            json: submission(resultAddr: #"{"host":"127.0.0.1","port":\#(sinkPort)}"#))
+                        #expect(status == .ok, "\(body)")
+                        _ = try await send(.PUT, base + "/job/submit/\(after)", json: submission(waitFor: [id]))
+                        try await eventually("the job goes to the old executor") {
+                            old.submitted.map(\.id).contains(id)
+                        }
+                    }
                 }
                 try await eventually("the silent executor is pruned and its job requeued") {
                     try await send(.GET, base + "/job/\(id)").1.contains(#""state":"queued""#)
                 }
+                // The new executor beats to the end: failed, it would have its accepted job marked done.
                 try await withServer(new.router()) { port in
-                    _ = try await send(.PUT, base + "/executors/register", json: new.registration(port: port))
-                    try await eventually("the job goes to the new executor") { new.submitted.map(\.id).contains(id) }
-                    // A fresh heartbeat: the new executor, failed, would have its accepted job marked done.
-                    _ = try await send(.PUT, base + "/executors/heartbeat/\(new.idText)", json: #"{"memory":8000000000,"disk":50000000000,"cpu_load":10.0,"cpu_cores":2,"cpu_freq":2400.0,"has_battery":false,"power":100.0}"#)
-                    let (winner, loser) = lateFirst ? (old, new) : (new, old)
-                    var (status, body) = try await sendResult(base, "/result/\(id)", from: winner)
-                    #expect(status == .ok, "\(body)")
-                    (status, body) = try await sendResult(base, "/result/\(id)", from: loser)
-                    #expect(status == .conflict, "\(body)")
-                    let conflict = try JSONDecoder().decode(LedgerConflict.self, from: Data(body.utf8))
-                    #expect(conflict.acceptedExecutor == winner.idText)
-                    #expect(sink.received == [id])
-                    if lateFirst {
-                        // The late result won: the new executor is told to drop its rerun.
-                        try await eventually("the rerun is withdrawn") { new.deleted.contains(id) }
-                    } else {
-                        #expect(!new.deleted.contains(id), "the winner keeps its job")
-                    }
+                    try await new.beating(to: base) {
+                        _ = try await send(.PUT, base + "/executors/register", json: new.registration(port: port))
+                        try await eventually("the job goes to the new executor") {
+                            new.submitted.map(\.id).contains(id)
+                        }
+                        let (winner, loser) = lateFirst ? (old, new) : (new, old)
+                        var (status, body) = try await sendResult(base, "/result/\(id)", from: winner)
+                        #expect(status == .ok, "\(body)")
+                        (status, body) = try await sendResult(base, "/result/\(id)", from: loser)
+                        #expect(status == .conflict, "\(body)")
+                        let conflict = try JSONDecoder().decode(LedgerConflict.self, from: Data(body.utf8))
+                        #expect(conflict.acceptedExecutor == winner.idText)
+                        #expect(sink.received == [id])
+                        if lateFirst {
+                            // The late result won: the new executor is told to drop its rerun.
+                            try await eventually("the rerun is withdrawn") { new.deleted.contains(id) }
+                        } else {
+                            #expect(!new.deleted.contains(id), "the winner keeps its job")
+                        }
 
-                    // The loser's done changes nothing; the winner's, assigned or not, releases `after`.
-                    (status, body) = try await sendDone(base, id, from: loser)
-                    #expect(status == .ok, "\(body)")
-                    var view = try JSONDecoder().decode(
-                        JobView.self, from: Data(try await send(.GET, base + "/job/\(id)").1.utf8))
-                    #expect(view.done == nil)
-                    #expect(try await send(.GET, base + "/job/\(after)").1.contains(#""state":"waiting""#))
-                    (status, body) = try await sendDone(base, id, from: winner)
-                    #expect(status == .ok, "\(body)")
-                    view = try JSONDecoder().decode(
-                        JobView.self, from: Data(try await send(.GET, base + "/job/\(id)").1.utf8))
-                    #expect(view.state == .done)
-                    #expect(try await send(.GET, base + "/job/\(after)").1.contains(#""state":"waiting""#) == false)
-                    let ledger = try await ledgerView(base, id)
-                    #expect(ledger.accepted?.executor == winner.id)
-                    #expect(ledger.rejected.map(\.entry.executor) == [loser.id])
+                        // The loser's done changes nothing; the winner's, assigned or not, releases `after`.
+                        (status, body) = try await sendDone(base, id, from: loser)
+                        #expect(status == .ok, "\(body)")
+                        var view = try JSONDecoder().decode(
+                            JobView.self, from: Data(try await send(.GET, base + "/job/\(id)").1.utf8))
+                        #expect(view.done == nil)
+                        #expect(try await send(.GET, base + "/job/\(after)").1.contains(#""state":"waiting""#))
+                        (status, body) = try await sendDone(base, id, from: winner)
+                        #expect(status == .ok, "\(body)")
+                        view = try JSONDecoder().decode(
+                            JobView.self, from: Data(try await send(.GET, base + "/job/\(id)").1.utf8))
+                        #expect(view.state == .done)
+                        #expect(try await send(.GET, base + "/job/\(after)").1.contains(#""state":"waiting""#) == false)
+                        let ledger = try await ledgerView(base, id)
+                        #expect(ledger.accepted?.executor == winner.id)
+                        #expect(ledger.rejected.map(\.entry.executor) == [loser.id])
+                    }
                 }
             }
         }
