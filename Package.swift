@@ -12,9 +12,15 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // Only `UCP`, `UCPTests` and `ucp` depend on these; `Causal` stays free of them.
-        .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2"),
+        // One trait each, the one UCP needs: SwiftPM passes a package's traits to its modules as
+        // -D flags in a new order whenever it plans a build (every release build does), and a
+        // changed command line recompiles the module. With their default traits (WasmKit three,
+        // Hummingbird two) every release build recompiled WasmKit's and Hummingbird's modules.
+        // WasmKit: MultiThread, since the worker threads share one engine. Hummingbird:
+        // FullFoundation; ConfigurationSupport (swift-configuration) is not used.
+        .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2", traits: ["MultiThread"]),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
