@@ -45,8 +45,11 @@ public struct ClusterAuth: Sendable, Hashable {
         guard parts.count == 2, let sent = Int64(parts[0]), parts[1].utf8.count == 2 * ClusterKey.authenticatorByteCount,
             let tag = Self.bytes(hex: parts[1])
         else { return "\(Self.header) must be <unix seconds>:<\(2 * ClusterKey.authenticatorByteCount) hex digits>" }
-        guard abs(sent - seconds) <= maxSkew.components.seconds else {
-            return "\(Self.header) was made \(sent - seconds) s from this node's time (at most ±\(maxSkew.components.seconds) s)"
+        // The time is the sender's number: compared without arithmetic that could overflow.
+        let (skew, overflow) = sent.subtractingReportingOverflow(seconds)
+        guard !overflow, skew.magnitude <= maxSkew.components.seconds.magnitude else {
+            return "\(Self.header) was made at \(sent), not within ±\(maxSkew.components.seconds) s of this node's time"
+                + " \(seconds)"
         }
         guard key.verify(tag, for: Self.message(method: method, path: path, clock: clock, dot: dot, at: sent)) else {
             return "\(Self.header) does not match this cluster's key"

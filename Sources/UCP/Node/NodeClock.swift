@@ -58,10 +58,16 @@ public final class NodeClock: Sendable {
 
     /// Merges what another node knew (pointwise maximum). A member then records the receipt as
     /// an event of its own and returns that stamp; a dotted node returns its merged clock.
+    ///
+    /// A member's own entry is advanced by the member alone: nobody can have seen more of its
+    /// events than it has had, so a clock that claims more (forged, or passed on from a forger)
+    /// does not move it. A stranger can therefore never bring a member's next tick near
+    /// overflow.
     @discardableResult
     public func receive(_ clock: [String: UInt64]) -> ClockStamp {
         state.withLock { s in
             for (id, count) in clock where count > s.clock[id] ?? 0 {
+                if role == .member && id == nodeID { continue }
                 s.clock[id] = count
             }
             if role == .member {

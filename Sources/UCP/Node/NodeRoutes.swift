@@ -132,8 +132,9 @@ extension ClockStamp {
     }
 }
 
-/// Checks proofs of membership, merges each request's clock into the node's, stamps every
-/// answer with the node's clock and counts answers by status.
+/// Checks proofs of membership, merges each request's clock into the node's (with a cluster
+/// key, only the clocks of proven requests), stamps every answer with the node's clock and
+/// counts answers by status.
 struct ClockMiddleware<Context: RequestContext>: RouterMiddleware {
     let clock: NodeClock
     let counters: RequestCounters
@@ -144,7 +145,8 @@ struct ClockMiddleware<Context: RequestContext>: RouterMiddleware {
     ) async throws -> Response {
         var response: Response
         do {
-            if let auth, request.method != .get, request.method != .head,
+            let reading = request.method == .get || request.method == .head
+            if let auth, !reading,
                 let problem = auth.problem(
                     method: request.method.rawValue, path: request.uri.description,
                     clock: request.headers[.ucpClock], dot: request.headers[.ucpDot],
@@ -153,7 +155,10 @@ struct ClockMiddleware<Context: RequestContext>: RouterMiddleware {
                 context.logger.warning("refused: \(problem)", metadata: ["path": "\(request.uri.path)"])
                 throw APIError(.unauthorized, problem)
             }
-            if let stamp = try ClockStamp.of(request) {
+            // With a key, only a request whose proof was checked changes the clock: a reading
+            // request is not asked for one, so its clock is parsed (and refused when malformed)
+            // but not merged.
+            if let stamp = try ClockStamp.of(request), auth == nil || !reading {
                 clock.receive(stamp.clock)
             }
             response = try await next(request, context)
