@@ -3,7 +3,10 @@ SWIFT ?= swift
 JOBS ?= 2
 APT_PACKAGES := libuv1-dev libjemalloc-dev libsodium-dev libsqlite3-dev cmake pkg-config valgrind
 
-.PHONY: all deps build demo test test-c test-c-sanitized test-swift bench bench-c bench-jobs format lint clean
+BUSY_RUNS ?= 3
+
+.PHONY: all deps build demo demo-busy test test-busy test-c test-c-sanitized test-swift bench bench-c bench-jobs \
+	format lint clean
 
 all: build
 
@@ -21,14 +24,34 @@ deps:
 	  fi; \
 	fi
 
+# One debug build, tests included, for `make demo`, `make test` and `make build`: a build without
+# the tests compiles every module with other settings, so alternating the two rebuilt everything.
+DEBUG_BUILD = $(SWIFT) build --build-tests
+
 build: deps
-	$(SWIFT) build
+	$(DEBUG_BUILD)
 
 demo: deps
-	$(SWIFT) build --product ucp
+	$(DEBUG_BUILD)
 	$$($(SWIFT) build --show-bin-path)/ucp demo
 
 test: deps test-c test-c-sanitized test-swift
+
+# `make test` and `make demo` $(BUSY_RUNS) times in a row while `yes` keeps one core busy: every
+# time-dependent expectation must hold on a loaded machine. Stops at the first failure.
+define busy
+	@yes > /dev/null & hog=$$!; trap 'kill $$hog' EXIT INT TERM; \
+	for run in $$(seq $(BUSY_RUNS)); do \
+	  echo "== make $(1): run $$run of $(BUSY_RUNS), one core kept busy by yes (pid $$hog)"; \
+	  $(MAKE) --no-print-directory $(1) || exit 1; \
+	done
+endef
+
+test-busy:
+	$(call busy,test)
+
+demo-busy:
+	$(call busy,demo)
 
 test-c: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -45,7 +68,7 @@ test-c-sanitized: deps
 # cores they do not starve the heartbeat-timed suites of CPU.
 SERIAL_SUITES = FaultTests|PartitionTests|ClusterDemoTests|ClientCommandTests|EmergencyQueueTests|UploadStormTests|ResultIntegrityTests|ResultRedeliveryTests|EarlyAnswerTests|DispatchWindowTests|HostileHeaderTests
 test-swift: deps
-	$(SWIFT) build --build-tests
+	$(DEBUG_BUILD)
 	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'
 	$(SWIFT) test --skip-build --no-parallel --filter '$(SERIAL_SUITES)'
 
