@@ -132,27 +132,7 @@ final class ProcessNodes: Sendable {
     func withResultListener<T: Sendable>(_ body: (ResultListener, Address) async throws -> T) async throws -> T {
         var quiet = Logger(label: "ucp.results")
         quiet.logLevel = .warning
-        let (ports, sink) = AsyncStream.makeStream(of: Int.self)
-        let listener = try ResultListener(folder: folder + "/results", host: "127.0.0.1", port: 0, logger: quiet) {
-            sink.yield($0)
-            sink.finish()
-        }
-        let services = ServiceGroup(services: [listener], gracefulShutdownSignals: [], logger: quiet)
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await services.run() }
-            let result: T
-            do {
-                var iterator = ports.makeAsyncIterator()
-                guard let port = await iterator.next() else { throw DemoError("the result listener did not start") }
-                result = try await body(listener, Address(host: "127.0.0.1", port: port))
-            } catch {
-                await services.triggerGracefulShutdown()
-                throw error
-            }
-            await services.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        }
+        return try await ResultListener.serving(folder: folder + "/results", logger: quiet, body)
     }
 }
 
