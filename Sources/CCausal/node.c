@@ -14,7 +14,9 @@
  * whole, into the log's chunks, right after the frame stamped before it (so
  * that a batch goes out as one iovec); it is delivered locally and written
  * to every authenticated peer (node_link.c). The entry, its frame and its
- * ring cell are released when every known peer has acknowledged it.
+ * ring cell are released when every known peer has acknowledged it (and,
+ * with a state folder, once the folder records it as handed over: after a
+ * restart the node delivers it again from there, cc__node_replay_next).
  *
  * A received message is delivered straight from the read buffer when it is
  * causally ready (the common case); only a message that must wait is copied,
@@ -147,6 +149,31 @@ int cc__node_grow(cc_node *n, uint32_t width) {
         }
         memset(d + n->width, 0, (size_t)(width - n->width) * sizeof *d);
         n->durable = d;
+    }
+    if (n->handed) {
+        uint64_t *h = realloc(n->handed, (size_t)width * sizeof *h);
+        if (!h) {
+            free(sc);
+            free(rc2);
+            return CC_ENOMEM;
+        }
+        memset(h + n->width, 0, (size_t)(width - n->width) * sizeof *h);
+        n->handed = h;
+        /* The application confirms clocks of delivered messages, at most
+         * this wide: room for them before any is delivered. */
+        uv_mutex_lock(&n->confirm_lock);
+        uint64_t *c = realloc(n->confirmed, (size_t)width * sizeof *c);
+        if (c) {
+            memset(c + n->confirmed_width, 0, (size_t)(width - n->confirmed_width) * sizeof *c);
+            n->confirmed = c;
+            n->confirmed_width = width;
+        }
+        uv_mutex_unlock(&n->confirm_lock);
+        if (!c) {
+            free(sc);
+            free(rc2);
+            return CC_ENOMEM;
+        }
     }
     n->retired[n->nretired++] = n->sendclock;
     n->retired[n->nretired++] = n->scratch_clock;
@@ -289,6 +316,10 @@ int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len) 
  * the write callback). */
 void cc__node_trim(cc_node *n) {
     uint64_t lim = n->log_hi;
+    /* With a state folder an entry also stays until the folder records it
+     * as handed over here: a restart delivers it again from the log. */
+    if (n->state_dir && n->durable[n->cfg.self] < lim)
+        lim = n->durable[n->cfg.self];
     for (uint32_t s = 0; s < n->width && lim >= n->log_lo; s++) {
         if (n->peers[s] && n->peers[s]->acked < lim)
             lim = n->peers[s]->acked;
@@ -486,10 +517,55 @@ void cc__node_drain(cc_node *n) {
         rxmsg *r = (rxmsg *)m;
         node_set(&n->stats.pending, n->engine.pending);
         deliver_one(n, r);
-        if (r != &n->scratch)
+        if (r == &n->replay)
+            cc__node_replay_next(n); /* the engine has room: the replayed one left it */
+        else if (r != &n->scratch)
             rx_put(n, r);
     }
     node_set(&n->stats.pending, n->engine.pending);
+}
+
+void cc__node_replay_next(cc_node *n) {
+    /* While replaying, the engine's own entry counts own deliveries. */
+    n->own_delivered = n->engine.local[n->cfg.self];
+    for (;;) {
+        uint64_t seq = n->own_delivered + 1;
+        if (seq > n->log_hi) {
+            /* Delivered up to the sequence: stamping moves the engine's clock again. */
+            n->replaying = 0;
+            return;
+        }
+        /* Held: an entry stays until handed over (cc__node_trim). */
+        const log_entry *e = node_log(n, seq);
+        if (!e->len) {
+            /* Never encoded (out of memory): no member delivers it, nor do we. */
+            cc_delivery_send(&n->engine, n->cfg.self, NULL);
+            n->own_delivered = seq;
+            continue;
+        }
+        const uint8_t *f = e->ck->data + e->off;
+        uint32_t w = node_rd32(f + 12);
+        if (w > n->replay_width) {
+            /* After a restart only, with no replayed message in the engine. */
+            uint64_t *c = realloc(n->replay_clock, (size_t)w * sizeof *c);
+            if (!c)
+                return; /* not delivered now; the folder keeps it for the next start */
+            n->replay_clock = c;
+            n->replay_width = w;
+        }
+        rxmsg *r = &n->replay;
+        r->head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->replay_clock);
+        r->head.width = w;
+        r->head.sender = n->cfg.self;
+        r->head.level = f[6];
+        r->kind = node_rd32(f + 20);
+        r->length = (uint32_t)(e->len - CC_FRAME_HEADER_SIZE - (size_t)w * 8);
+        r->payload = f + CC_FRAME_HEADER_SIZE + (size_t)w * 8;
+        /* The head of our slot (seq == local + 1) in an engine with room
+         * (its predecessor just left it, or it is fresh): always accepted. */
+        cc_delivery_offer(&n->engine, &r->head);
+        return;
+    }
 }
 
 /* A peer's oldest retained broadcast is `first`: everything before it was
@@ -505,6 +581,9 @@ static void skip_before(cc_node *n, uint32_t slot, uint64_t first) {
      * waited on it: exactly the effect of having delivered up to first - 1. */
     local[slot] = first - 2;
     cc_delivery_send(&n->engine, slot, NULL);
+    if (n->handed && n->handed[slot] < first - 1)
+        n->handed[slot] = first - 1; /* never delivered, never to be: handed over as well */
+    n->handed_moves++;
     cc__node_drain(n);
 }
 
@@ -710,13 +789,42 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
 
 /* ---- own broadcasts -------------------------------------------------------- */
 
+/* The clock of an own broadcast stamped while own broadcasts from before a
+ * restart are delivered again (the engine's own entry is behind the
+ * sequence): after the broadcast stamped before it, whose frame is held, and
+ * after what was delivered since. */
+static const uint64_t *replaying_clock(cc_node *n, uint64_t seq) {
+    uint64_t *c = n->sendclock;
+    memcpy(c, n->engine.local, (size_t)n->width * sizeof *c);
+    const log_entry *prev = node_log(n, seq - 1);
+    if (seq - 1 >= n->log_lo && seq - 1 <= n->log_hi && prev->len) {
+        const uint8_t *f = prev->ck->data + prev->off;
+        uint32_t w = node_rd32(f + 12);
+        for (uint32_t k = 0; k < w && k < n->width; k++) {
+            uint64_t v = node_rd64(f + CC_FRAME_HEADER_SIZE + (size_t)k * 8);
+            if (v > c[k])
+                c[k] = v;
+        }
+    }
+    c[n->cfg.self] = seq;
+    return c;
+}
+
 /* Stamps a broadcast and files it in the log, encoded whole; it is
  * persisted, delivered and written after the whole batch is stamped (see
  * on_async). */
 static uint64_t stamp(cc_node *n, node_bcast *b) {
     /* The frame is encoded from the engine's clock right after the send:
      * that is the broadcast's clock, with no copy in between. */
-    uint64_t seq = cc_delivery_send(&n->engine, n->cfg.self, NULL);
+    uint64_t seq;
+    const uint64_t *local;
+    if (__builtin_expect(!n->replaying, 1)) {
+        seq = cc_delivery_send(&n->engine, n->cfg.self, NULL);
+        local = n->engine.local;
+    } else {
+        seq = n->log_hi + 1;
+        local = replaying_clock(n, seq);
+    }
     log_entry *e = node_log(n, seq);
     e->b = b;
     e->ck = NULL;
@@ -731,7 +839,6 @@ static uint64_t stamp(cc_node *n, node_bcast *b) {
      * compiler read each field again. */
     const uint32_t width = n->width, length = b->length, kind = b->kind, self = n->cfg.self;
     const uint8_t level = b->level;
-    const uint64_t *local = n->engine.local;
     size_t clock_bytes = (size_t)width * 8;
     size_t size = CC_FRAME_HEADER_SIZE + clock_bytes + length;
     uint8_t *p = size <= UINT32_MAX ? reserve(n, e, size) : NULL;
@@ -791,6 +898,7 @@ static void deliver_own(cc_node *n, uint64_t seq) {
     own.head.level = e->b->level;
     own.kind = e->b->kind;
     own.length = e->b->length;
+    n->own_delivered = seq;
     deliver_one(n, &own);
 }
 
@@ -849,7 +957,8 @@ static size_t process_queue(cc_node *n, size_t budget, int final, size_t *sends)
             *sends += last - first + 1;
             sync_stats(n); /* before the deliver callbacks: they may read the counters */
             cc__node_append_log(n, first, last);
-            for (uint64_t seq = first; seq <= last && !n->closing; seq++)
+            /* While replaying, these are delivered after the run before them. */
+            for (uint64_t seq = first; seq <= last && !n->closing && !n->replaying; seq++)
                 deliver_own(n, seq);
             cc__node_drain(n); /* heads that waited on our own slot */
             if (!n->closing)
@@ -898,6 +1007,8 @@ static void on_async(uv_async_t *h) {
     /* on_prepare looks at the ring before the loop sleeps again: until then
      * a broadcast need not wake the loop (see cc_node_broadcast). */
     atomic_store_explicit(&n->awake, 1, memory_order_relaxed);
+    if (n->replaying)
+        cc__node_drain(n); /* the first own broadcast to deliver again may be ready at start */
     if (take_handed_over(n) >= BUDGET && !n->closing && !n->close_begun)
         uv_async_send(&n->async); /* more: after the I/O that waits */
 }
@@ -937,6 +1048,12 @@ static void node_free(cc_node *n) {
     free(n->peers);
     free(n->sendclock);
     free(n->durable);
+    free(n->handed);
+    free(n->replay_clock);
+    if (n->confirmed) {
+        free(n->confirmed);
+        uv_mutex_destroy(&n->confirm_lock);
+    }
     free(n->scratch_clock);
     for (size_t i = 0; i < n->nretired; i++)
         free(n->retired[i]);
@@ -1067,6 +1184,8 @@ static int setup(cc_node *n) {
         return CC_ECLOSED;
     }
     cc__node_emit(n, CC_NODE_LISTENING, UINT32_MAX, 0, "listening", NULL);
+    if (n->replaying)
+        uv_async_send(&n->async); /* deliveries start on the loop, after cc_node_start returns */
     for (uint32_t s = n->cfg.self + 1; s < n->width && !n->closing; s++) {
         if (n->peers[s])
             cc__link_dial(n, n->peers[s]);
@@ -1144,6 +1263,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     atomic_init(&n->ring_released, 0);
     atomic_init(&n->awake, 0);
     atomic_init(&n->closed, 0);
+    atomic_init(&n->confirm_dirty, 0);
     atomic_init(&n->port, 0);
     n->state_fd_log = -1;
     n->loop = loop;
@@ -1202,6 +1322,16 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
         n->durable = calloc(width, sizeof *n->durable);
     if (rc == CC_OK && cfg.state_dir && !n->durable)
         rc = CC_ENOMEM;
+    if (rc == CC_OK && cfg.state_dir && cfg.confirm) {
+        n->handed = calloc(width, sizeof *n->handed);
+        n->confirmed = calloc(width, sizeof *n->confirmed);
+        if (!n->handed || !n->confirmed || uv_mutex_init(&n->confirm_lock) != 0) {
+            free(n->confirmed); /* node_free destroys the lock only with the array */
+            n->confirmed = NULL;
+            rc = !n->handed || !n->confirmed ? CC_ENOMEM : CC_ESYS;
+        }
+        n->confirmed_width = width;
+    }
     if (rc == CC_OK && (!n->peers || !n->sendclock || !n->scratch_clock || !n->log ||
                         (cfg.max_payload > NODE_INLINE && !n->big)))
         rc = CC_ENOMEM;
@@ -1312,6 +1442,36 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
                 break;
             }
         }
+    }
+    atomic_fetch_sub_explicit(&n->users, 1, memory_order_release);
+    return rc;
+}
+
+int cc_node_confirm(cc_node *n, const uint64_t *clock, size_t count) {
+    if (!n || (count && !clock) || !n->cfg.confirm)
+        return CC_EINVAL;
+    if (!n->confirmed)
+        return CC_OK; /* no state folder: nothing to write */
+    atomic_fetch_add(&n->users, 1);
+    int rc = CC_ECLOSED;
+    if (!atomic_load(&n->closed)) {
+        rc = CC_OK;
+        uv_mutex_lock(&n->confirm_lock);
+        uint64_t *c = n->confirmed;
+        size_t w = count < n->confirmed_width ? count : n->confirmed_width;
+        for (size_t k = 0; k < w; k++) {
+            if (clock[k] > c[k])
+                c[k] = clock[k];
+        }
+        uv_mutex_unlock(&n->confirm_lock);
+        for (size_t k = w; k < count && rc == CC_OK; k++) {
+            if (clock[k])
+                rc = CC_EWIDTH; /* wider than anything delivered */
+        }
+        /* One wake-up per batch the loop takes: the exchange pairs with the
+         * loop's in take_confirmed, which clears the flag before it reads. */
+        if (!atomic_exchange(&n->confirm_dirty, 1))
+            uv_async_send(&n->async);
     }
     atomic_fetch_sub_explicit(&n->users, 1, memory_order_release);
     return rc;

@@ -165,6 +165,15 @@ struct cc_node {
     _Atomic int awake;
     _Alignas(CC_CACHE_LINE) _Atomic int closed;
     _Atomic uint16_t port;
+    /* cc_node_confirm (with `confirm` and a state folder): the clocks the
+     * application confirmed, merged under confirm_lock; confirm_dirty is 1
+     * from a confirmation until the loop takes them (cc__node_save_state).
+     * Written by the application's thread per message: its own line, away
+     * from what producers and the loop read per message. */
+    _Alignas(CC_CACHE_LINE) _Atomic int confirm_dirty;
+    uv_mutex_t confirm_lock;
+    uint64_t *confirmed; /* confirmed_width entries */
+    uint32_t confirmed_width;
     cc_loop *loop;
     cc_node_config cfg; /* defaults resolved; listen_host/state_dir point at our copies */
     cc_node_callbacks cb;
@@ -217,11 +226,34 @@ struct cc_node {
     cc__loop_member member;
     /* state folder */
     int state_fd_log;  /* own frames, appended; -1 without a folder */
-    uint64_t *durable; /* width: the delivered clock as last written (what ACKs may say) */
+    uint64_t *durable; /* width: the handed-over clock as last written (what ACKs may say) */
     uint64_t saved_progress, saved_log_lo, saved_log_hi;
     uint64_t log_file_bytes;
     int saved_once;
+    /* Handed over to the application (cc_node.h). Without `confirm` it is the
+     * delivered clock with own_delivered for the own slot (cc__node_handed):
+     * own broadcasts are stamped, which counts them in the engine's clock,
+     * before they are delivered. With `confirm`, `handed` (width). */
+    uint64_t own_delivered; /* the last own broadcast delivered */
+    uint64_t *handed;       /* width, with `confirm` and a state folder; else NULL */
+    uint64_t handed_moves;  /* changes of the handed-over clock other than deliveries */
+    /* Re-delivery after a restart: own broadcasts (own_delivered, log_hi] go
+     * through the engine like a peer's, one at a time (`replay`, read from its
+     * log frame), and broadcasts stamped meanwhile join the end of the run;
+     * the engine's own entry is then what was delivered, not the sequence.
+     * Once the run is delivered, stamping moves the engine's clock again. */
+    int replaying;
+    rxmsg replay;
+    uint64_t *replay_clock; /* replay_width: `replay`'s clock when it cannot be read in its frame */
+    uint32_t replay_width;
 };
+
+/* The handed-over clock's entry for `slot` (state folder only). */
+static inline uint64_t cc__node_handed(const cc_node *n, uint32_t slot) {
+    if (n->handed)
+        return n->handed[slot];
+    return slot == n->cfg.self ? n->own_delivered : n->engine.local[slot];
+}
 
 /* What this member may tell `slot` it has from it (ACK, HELLO): with a state
  * folder, only what the folder already records. */
@@ -274,6 +306,7 @@ void cc__node_handle_closed(uv_handle_t *h);
 void cc__node_release(cc_node *n);    /* a connection's handle has closed */
 void cc__node_save_state(cc_node *n); /* before ACKs leave: what we acknowledge survives a restart */
 int cc__node_load_state(cc_node *n);
+void cc__node_replay_next(cc_node *n); /* offers the next own broadcast to deliver again, or ends the run */
 int cc__node_append_log(cc_node *n, uint64_t from, uint64_t to); /* own frames [from, to] before they leave */
 
 /* node_link.c */

@@ -7,15 +7,22 @@
  *          continues after the last frame of the log.
  *   state  written to state.tmp and renamed over state: magic, version,
  *          self, width, own sequence, oldest sequence still held, then the
- *          delivered clock. Written before acknowledgements leave, and ACK
- *          and HELLO values come from the clock as last written, so a peer
- *          never discards what a restart would forget; what was delivered
- *          but not yet written is delivered again after a crash (never lost).
+ *          handed-over clock (cc_node.h: what the application has taken
+ *          over; without `confirm`, what the deliver callback returned from).
+ *          Written before acknowledgements leave, and ACK and HELLO values
+ *          come from the clock as last written, so a peer never discards
+ *          what a restart would forget. An own broadcast stays in the log
+ *          until this clock, as written, covers it (cc__node_trim).
+ *
+ * On reload the engine's clock is the handed-over clock; own broadcasts
+ * after it are delivered again from the log (cc__node_replay_next), peers'
+ * are resent by them. What was handed over but not yet written is thus
+ * delivered again after a crash; nothing is lost.
  *
  * The log is cut back to nothing when every own broadcast has been
- * acknowledged, and rewritten with only the held entries when it grows past
- * LOG_REWRITE while some are held. Files are not fsync'ed: the folder
- * survives the process, not the machine losing power. */
+ * acknowledged and handed over, and rewritten with only the held entries
+ * when it grows past LOG_REWRITE while some are held. Files are not fsync'ed:
+ * the folder survives the process, not the machine losing power. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -110,7 +117,7 @@ static int write_state(cc_node *n) {
     node_wr64(buf + 16, n->log_hi);
     node_wr64(buf + 24, n->log_lo);
     for (uint32_t k = 0; k < n->width; k++)
-        node_wr64(buf + STATE_HEAD + (size_t)k * 8, n->engine.local[k]);
+        node_wr64(buf + STATE_HEAD + (size_t)k * 8, cc__node_handed(n, k));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ok = fd >= 0 && write_all(fd, buf, len);
     if (fd >= 0)
@@ -145,19 +152,48 @@ static void rewrite_log(cc_node *n) {
     n->log_file_bytes = bytes;
 }
 
+/* Takes what the application confirmed (cc_node_confirm) into `handed`,
+ * capped at what was delivered. */
+static void take_confirmed(cc_node *n) {
+    /* Cleared before the read: a confirmation after it wakes the loop again. */
+    if (!atomic_exchange(&n->confirm_dirty, 0))
+        return;
+    uv_mutex_lock(&n->confirm_lock);
+    uint32_t w = n->confirmed_width < n->width ? n->confirmed_width : n->width;
+    for (uint32_t k = 0; k < w; k++) {
+        uint64_t v = n->confirmed[k];
+        uint64_t delivered = k == n->cfg.self ? n->own_delivered : n->engine.local[k];
+        if (v > delivered)
+            v = delivered;
+        if (v > n->handed[k])
+            n->handed[k] = v;
+    }
+    uv_mutex_unlock(&n->confirm_lock);
+    n->handed_moves++;
+}
+
 void cc__node_save_state(cc_node *n) {
     if (!n->state_dir)
         return;
-    if (n->saved_once && n->saved_progress == n->progress && n->saved_log_lo == n->log_lo &&
+    if (n->handed)
+        take_confirmed(n);
+    /* Without `confirm` every delivery moves the handed-over clock. */
+    uint64_t moves = n->progress + n->handed_moves;
+    if (n->saved_once && n->saved_progress == moves && n->saved_log_lo == n->log_lo &&
         n->saved_log_hi == n->log_hi)
         return; /* nothing new since the last write */
     if (write_state(n) != CC_OK)
         return; /* keep acknowledging only what the folder holds */
     n->saved_once = 1;
-    n->saved_progress = n->progress;
+    n->saved_progress = moves;
     n->saved_log_lo = n->log_lo;
     n->saved_log_hi = n->log_hi;
-    memcpy(n->durable, n->engine.local, (size_t)n->width * sizeof(uint64_t));
+    uint64_t own = n->durable[n->cfg.self];
+    for (uint32_t k = 0; k < n->width; k++)
+        n->durable[k] = cc__node_handed(n, k);
+    /* Own entries the folder now records as handed over may go. */
+    if (n->durable[n->cfg.self] != own && !n->closing)
+        cc__node_trim(n);
     /* The state now records the sequence, so the log may shrink. */
     if (n->state_fd_log >= 0 && n->log_file_bytes > 0) {
         if (n->log_lo > n->log_hi) {
@@ -191,9 +227,11 @@ static uint8_t *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-/* Reloads the folder into a node that is not running yet: the delivered
- * clock, the own sequence and the own broadcasts still held (all of them
- * count as unacknowledged until the peers' HELLOs say what they have). */
+/* Reloads the folder into a node that is not running yet: the handed-over
+ * clock (as the engine's clock), the own sequence and the own broadcasts
+ * still held (all of them count as unacknowledged until the peers' HELLOs
+ * say what they have), and starts the re-delivery of those after the
+ * handed-over clock. */
 int cc__node_load_state(cc_node *n) {
     if (!n->state_dir)
         return CC_OK;
@@ -248,11 +286,14 @@ int cc__node_load_state(cc_node *n) {
         if (lo < log_lo)
             lo = log_lo;
         uint64_t first = 0, prev = 0;
+        uint32_t wide = 0;
         for (size_t off = 0; off < good; off += f.size) {
             cc_frame_parse(lg + off, good - off, n->cfg.max_frame, &f);
             if (f.seq < lo || f.seq > seq || (prev && f.seq != prev + 1) ||
                 f.payload_len > n->cfg.max_payload)
                 continue;
+            if (f.width > wide)
+                wide = f.width;
             /* The ring cell is the window's count; the frame is the log's copy. */
             node_bcast *b = cc__node_take_cell(n);
             log_entry *e = node_log(n, f.seq);
@@ -273,6 +314,10 @@ int cc__node_load_state(cc_node *n) {
             prev = f.seq;
         }
         free(lg);
+        /* A frame is delivered again through the engine: as wide as it. */
+        int rc = first && prev == seq ? cc__node_grow(n, wide) : CC_OK;
+        if (rc != CC_OK)
+            return rc;
         if (first && prev == seq) {
             n->log_lo = first;
         } else {
@@ -287,8 +332,23 @@ int cc__node_load_state(cc_node *n) {
         n->log_lo = seq + 1;
     }
     n->log_hi = seq;
-    if (n->engine.local[n->cfg.self] < seq)
-        n->engine.local[n->cfg.self] = seq; /* own broadcasts count as delivered here */
+    /* Own broadcasts after the handed-over clock are delivered again, from
+     * the log. The log holds them (entries stay until handed over and
+     * written); if a damaged or older folder does not, those it lacks count
+     * as delivered: they cannot be had again. */
+    uint64_t *local = n->engine.local;
+    uint32_t self = n->cfg.self;
+    if (local[self] > seq)
+        local[self] = seq;
+    if (local[self] < seq && (n->log_lo > n->log_hi || n->log_lo > local[self] + 1))
+        local[self] = n->log_lo <= n->log_hi ? n->log_lo - 1 : seq;
+    n->own_delivered = local[self];
+    if (n->handed)
+        memcpy(n->handed, local, (size_t)n->width * sizeof(uint64_t));
+    if (local[self] < seq) {
+        n->replaying = 1;
+        cc__node_replay_next(n); /* the engine is fresh: the first goes in */
+    }
 
     /* Continue the log after its last complete frame (a torn tail from a
      * crash is cut off). */

@@ -65,17 +65,27 @@ extension CausalNode {
         /// The most messages the delivery engine holds while they wait for a predecessor;
         /// reading from peers pauses while it is full.
         public var pending: Int
-        /// A folder this node owns, where it keeps its sequence, its delivered clock and its
-        /// unacknowledged broadcasts, so that it survives its own restart; nil for none.
-        /// An existing folder is reloaded.
+        /// A folder this node owns, where it keeps its sequence, its handed-over clock (what
+        /// the application has taken over) and its broadcasts not yet acknowledged or handed
+        /// over, so that it survives its own restart, a crash included; nil for none. An
+        /// existing folder is reloaded, and everything after the handed-over clock is
+        /// delivered again: at least once across restarts, never lost.
         public var stateDirectory: String?
+        /// With a state folder: a delivery counts as handed over only once the application
+        /// passes it to `CausalNode.confirm(_:)`, not as soon as `deliveries` buffers it (or
+        /// `onDeliver` returns). For an application that reads `deliveries` and must not lose
+        /// what sits in the stream's buffer when the process dies. The node then acknowledges
+        /// to its peers, and releases its own broadcasts, only what was confirmed: confirm
+        /// every message, or the peers' send windows fill.
+        public var confirmsDeliveries: Bool
 
         /// Options; every argument has the C core's default.
         public init(
             heartbeat: Duration = .seconds(1), timeout: Duration = .seconds(5),
             reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2),
             handshakeTimeout: Duration = .seconds(2), maxFrame: Int = Int(CC_FRAME_DEFAULT_MAX),
-            maxPayload: Int = 64 * 1024, sendWindow: Int = 4096, pending: Int = 65536, stateDirectory: String? = nil
+            maxPayload: Int = 64 * 1024, sendWindow: Int = 4096, pending: Int = 65536, stateDirectory: String? = nil,
+            confirmsDeliveries: Bool = false
         ) {
             self.heartbeat = heartbeat
             self.timeout = timeout
@@ -87,6 +97,7 @@ extension CausalNode {
             self.sendWindow = sendWindow
             self.pending = pending
             self.stateDirectory = stateDirectory
+            self.confirmsDeliveries = confirmsDeliveries
         }
     }
 }
@@ -108,6 +119,7 @@ extension CausalNode.Options {
         config.max_payload = try Self.size(maxPayload, "maxPayload")
         config.send_window = try Self.size(sendWindow, "sendWindow")
         config.pending = try Self.size(pending, "pending")
+        config.confirm = confirmsDeliveries ? 1 : 0
     }
 
     private static func milliseconds(_ duration: Duration, _ name: String) throws(CausalNodeError) -> UInt32 {

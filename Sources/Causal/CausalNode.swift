@@ -16,7 +16,8 @@ import Synchronization
 /// proves with the cluster key that it belongs (and demands the same proof), and sends its
 /// broadcasts to every peer stamped with its clock. Messages lost to a dropped connection
 /// are resent after the reconnect; duplicates are dropped. With `Options.stateDirectory`
-/// the node also survives its own restart.
+/// the node also survives its own restart, a crash included: what it had not handed over to
+/// the application is delivered again (see `Options.confirmsDeliveries` and `confirm(_:)`).
 ///
 /// Deliveries come as copies on `deliveries`, or, with an `onDeliver` handler, as views of
 /// the receive buffer on the loop thread (no copy, no allocation). Connection and group
@@ -264,6 +265,34 @@ public final class CausalNode: Sendable {
         guard context.gate.enter(unless: Gate.closing | Gate.closed) else { return Int32(CC_ECLOSED) }
         defer { context.gate.leave() }
         return cc_node_broadcast(context.handle, payload.baseAddress, payload.count, level.rawValue, kind)
+    }
+
+    // MARK: Hand-off
+
+    /// Tells the node that the application has handled `message`, a delivery, and everything
+    /// delivered before it, so that a restart from the state folder need not deliver them again.
+    /// For a node started with `Options.confirmsDeliveries`; call it after handling each
+    /// message, in delivery order. Any thread; allocates nothing. Cost: O(width) and a lock.
+    ///
+    /// The node records the entrywise maximum of the clocks confirmed (so a message and its
+    /// causal past), writes it to the state folder and acknowledges it to the peers soon after.
+    /// What was delivered but not confirmed when the process ends is delivered again after the
+    /// restart, and so is what was confirmed after the last state write: at least once.
+    ///
+    /// - Throws: `.invalid` when the node was started without `confirmsDeliveries`, `.closed`
+    ///   once closing (the state written at the close holds what was confirmed before).
+    public func confirm(_ message: CausalMessage) throws(CausalNodeError) {
+        let context = self.context
+        guard context.gate.enter(unless: Gate.closing | Gate.closed) else { throw CausalNodeError(.closed) }
+        let rc = message.clock.withUnsafeBufferPointer { clock in
+            cc_node_confirm(context.handle, clock.baseAddress, clock.count)
+        }
+        context.gate.leave()
+        switch Int(rc) {
+        case CC_OK: return
+        case CC_EINVAL: throw CausalNodeError(.invalid, detail: "the node was started without confirmsDeliveries")
+        default: throw CausalNodeError(code: rc)
+        }
     }
 
     // MARK: Membership

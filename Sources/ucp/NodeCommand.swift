@@ -87,6 +87,9 @@ struct NodeCommand: AsyncParsableCommand {
         }
         var options = CausalNode.Options()
         options.stateDirectory = stateDir ?? file?.stateDir
+        // A line counts as handed over once printed (NodeSession), not while it waits in the
+        // stream: a member killed with lines unprinted prints them after its restart.
+        options.confirmsDeliveries = options.stateDirectory != nil
         if let ms = heartbeatMs ?? file?.heartbeatMs {
             guard ms > 0 else { throw .badDuration("--heartbeat-ms", ms) }
             options.heartbeat = .milliseconds(ms)
@@ -137,9 +140,13 @@ struct NodeSession {
             await Self.broadcastLines(from: StandardStreams.inputLines(), through: node, drain: drain)
             await node.close()
         }
-        // Runs until the node closes: at the end of input, or on a signal.
+        // Runs until the node closes: at the end of input, or on a signal. A line is printed
+        // (written to the pipe) before it is confirmed; what was not confirmed when the process
+        // died is delivered, and printed, again after a restart with the state folder.
+        let confirms = node.options.confirmsDeliveries
         for await message in node.deliveries {
             StandardStreams.output(Self.format(message, setup: setup))
+            if confirms { try? node.confirm(message) }  // throws only once closing
         }
         input.cancel()
         events.cancel()

@@ -18,8 +18,11 @@
 #include <sodium.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +54,13 @@ typedef struct tnode {
     int joiner; /* joined a running group: its first message from each sender may skip */
     /* guarded by mu */
     uint64_t seen[MAXW], got[MAXW];
+    uint64_t first[MAXW]; /* the sequence of the first message delivered from each sender */
+    /* Hand-off (test_confirm): confirm each of the first confirm_upto
+     * deliveries to confirm_node, and remember the checker's state after the
+     * last one confirmed. */
+    cc_node *confirm_node;
+    uint64_t confirm_upto, handed_seen[MAXW], handed_delivered;
+    uint64_t kill_at; /* test_crash: die in the callback of this own delivery */
     uint64_t delivered, violations;
     int up[MAXW], downs, refused, protocol, added, listening, closed;
     uint32_t width_seen;
@@ -135,8 +145,17 @@ static void on_deliver(void *ctx, const cc_node_message *m) {
         }
         t->seen[s] = c[s];
         t->got[s]++;
+        if (!t->first[s])
+            t->first[s] = c[s];
+        if (t->kill_at && s == t->slot && c[s] == t->kill_at)
+            raise(SIGKILL); /* before the callback returns: not handed over */
     }
     t->delivered++;
+    if (t->confirm_node && t->delivered <= t->confirm_upto) {
+        CHECK_EQ(cc_node_confirm(t->confirm_node, m->clock, m->width), CC_OK);
+        memcpy(t->handed_seen, t->seen, sizeof t->seen);
+        t->handed_delivered = t->delivered;
+    }
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
 }
@@ -984,6 +1003,11 @@ static void test_restart(void) {
 
 enum { CHAIN = 300 };
 
+static int got_from_seq(void *arg) {
+    group_wait *g = arg; /* count: the sender; each: the sequence to reach */
+    return g->t->seen[g->count] >= g->each;
+}
+
 static int got_from(void *arg) {
     group_wait *g = arg; /* count: the sender; each: how many from it */
     return g->t->got[g->count] >= g->each;
@@ -1501,6 +1525,177 @@ static void test_wake_ups(void) {
     stop(&t[0]);
 }
 
+/* ---- (l) hand-off: what the application confirmed, and a crash mid-delivery ---- */
+
+enum { C_EACH = 400, C_HANDED = 300, C_MORE = 100 };
+
+static cc_node_config confirming(cc_node_config c) {
+    c = with_state(c);
+    c.confirm = c.self == 0;
+    return c;
+}
+
+static int delivered_each(void *arg) {
+    group_wait *g = arg;
+    return g->t[0].delivered >= g->each && g->t[1].delivered >= g->each;
+}
+
+static void test_confirm(void) {
+    /* Slot 0 confirms only its first C_HANDED deliveries; then both stop.
+     * Slot 0 restarts alone: it delivers again, in causal order, everything
+     * after what it confirmed, its own broadcasts from its log (those that
+     * depend on slot 1's wait for them) and broadcasts more meanwhile. Slot
+     * 1 comes back, resends what 0 never acknowledged, and both end with
+     * every message, the checkers starting from what was handed over. */
+    remove_state(0);
+    remove_state(1);
+    tnode t[2];
+    REQUIRE(start_group(t, 2, 2, confirming));
+    pthread_mutex_lock(&mu);
+    t[0].confirm_node = t[0].node;
+    t[0].confirm_upto = C_HANDED;
+    CHECK(wait_for(both_up, t, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    run_senders(t, 2, 0, C_EACH);
+    group_wait g = {.t = t, .count = 2, .each = 2 * C_EACH};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(all_delivered, &g, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    /* What 0 has not handed over stays: its own in its log, 1's in 1's. */
+    cc_node_stats st0, st1;
+    cc_node_stats_get(t[0].node, &st0);
+    cc_node_stats_get(t[1].node, &st1);
+    CHECK(st0.unacked > 0);
+    CHECK(st1.unacked > 0);
+    CHECK_EQ(cc_node_confirm(t[1].node, t[0].seen, 2), CC_EINVAL); /* 1 does not confirm */
+    uint16_t port1 = cc_node_port(t[1].node);
+    stop(&t[1]);
+    stop(&t[0]);
+
+    tnode old0 = t[0], old1 = t[1], from = t[0];
+    memcpy(from.seen, old0.handed_seen, sizeof from.seen);
+    memcpy(from.got, old0.handed_seen, sizeof from.got);
+    from.delivered = old0.handed_delivered;
+    CHECK_EQ(from.delivered, C_HANDED);
+    cc_node_config c0 = confirming(base_config(0, 2));
+    cc_node_peer p1 = peer_at(1, port1);
+    REQUIRE(start_from(&t[0], &from, &c0, &p1, 1));
+    sender more = {.t = &t[0], .from = C_EACH, .to = C_EACH + C_MORE};
+    send_thread(&more);
+    CHECK_EQ(more.rc, CC_OK);
+    if (getenv("CC_NODE_VERBOSE")) {
+        pthread_mutex_lock(&mu);
+        fprintf(stderr, "  confirm: handed %llu+%llu; before 1 is back, 0 delivered %llu+%llu\n",
+                (unsigned long long)old0.handed_seen[0], (unsigned long long)old0.handed_seen[1],
+                (unsigned long long)t[0].seen[0], (unsigned long long)t[0].seen[1]);
+        pthread_mutex_unlock(&mu);
+    }
+    cc_node_config c1 = confirming(base_config(1, 2));
+    c1.listen_port = port1;
+    cc_node_peer p0 = peer_at(0, cc_node_port(t[0].node));
+    REQUIRE(start_from(&t[1], &old1, &c1, &p0, 1));
+    g.each = 2 * C_EACH + C_MORE;
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_each, &g, WAIT_S));
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(t[i].delivered, 2 * C_EACH + C_MORE);
+        CHECK_EQ(t[i].violations, 0);
+        CHECK_EQ(t[i].got[0], C_EACH + C_MORE);
+        CHECK_EQ(t[i].got[1], C_EACH);
+    }
+    pthread_mutex_unlock(&mu);
+    uint64_t expect[2] = {C_EACH + C_MORE, C_EACH};
+    check_clocks(t, 2, expect, 2);
+    /* The clock of the last delivery covers everything: confirming it hands
+     * it all over, and both logs empty. */
+    CHECK_EQ(cc_node_confirm(t[0].node, expect, 2), CC_OK);
+    uint64_t wide[3] = {1, 1, 1};
+    CHECK_EQ(cc_node_confirm(t[0].node, wide, 3), CC_EWIDTH);
+    CHECK(poll_for(all_acked, &g, WAIT_S));
+    stop(&t[1]);
+    stop(&t[0]);
+    remove_state(0);
+    remove_state(1);
+}
+
+enum { X_EACH = 1000, X_KILL = 500 };
+
+/* The last sequence in slot 0's log (its frames are cc_frame's). */
+static uint64_t last_logged(void) {
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/cc_node_test_%d_0/log", (int)getpid());
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    static uint8_t buf[1 << 20];
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof buf && (r = read(fd, buf + len, sizeof buf - len)) > 0)
+        len += (size_t)r;
+    close(fd);
+    uint64_t last = 0;
+    cc_frame f;
+    int64_t used;
+    for (size_t off = 0; (used = cc_frame_parse(buf + off, len - off, CC_FRAME_DEFAULT_MAX, &f)) > 0;
+         off += (size_t)used)
+        last = f.seq;
+    return last;
+}
+
+static void test_crash(void) {
+    /* A member without `confirm` dies (SIGKILL) inside the deliver callback
+     * of its own X_KILL-th broadcast, in the middle of a burst. Restarted on
+     * its folder, it delivers again every own broadcast it had stamped from
+     * one at or before X_KILL on (that one was not handed over), then
+     * carries on after the last. */
+    remove_state(0);
+    cc_node_config c = with_state(base_config(0, 1));
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(30);
+        tnode t;
+        if (!start(&t, &c, NULL, 0))
+            _exit(2);
+        pthread_mutex_lock(&mu);
+        t.kill_at = X_KILL;
+        pthread_mutex_unlock(&mu);
+        sender s = {.t = &t, .from = 0, .to = X_EACH};
+        send_thread(&s);
+        group_wait g = {.t = &t, .each = X_EACH};
+        pthread_mutex_lock(&mu);
+        wait_for(delivered_n, &g, WAIT_S);
+        _exit(3); /* not killed */
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    uint64_t last = last_logged();
+    CHECK(last >= X_KILL);
+
+    tnode t;
+    REQUIRE(start(&t, &c, NULL, 0));
+    pthread_mutex_lock(&mu);
+    t.joiner = 1; /* starts wherever the folder says: first[] tells */
+    pthread_mutex_unlock(&mu);
+    uint8_t buf[128];
+    CHECK_EQ(cc_node_broadcast(t.node, buf, payload(buf, 0, (uint32_t)last), CC_LEVEL_LOW, 0), CC_OK);
+    group_wait g = {.t = &t, .count = 0, .each = last + 1};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(got_from_seq, &g, WAIT_S));
+    CHECK(t.first[0] >= 1 && t.first[0] <= X_KILL);
+    CHECK_EQ(t.seen[0], last + 1);
+    CHECK_EQ(t.got[0], last + 2 - t.first[0]);
+    CHECK_EQ(t.violations, 0);
+    pthread_mutex_unlock(&mu);
+    if (getenv("CC_NODE_VERBOSE"))
+        fprintf(stderr, "  crash: %llu stamped, delivered again from %llu\n", (unsigned long long)last,
+                (unsigned long long)t.first[0]);
+    stop(&t);
+    remove_state(0);
+}
+
 typedef struct area {
     const char *name;
     void (*run)(void);
@@ -1521,6 +1716,8 @@ void cc_test_node(void) {
         {"forwarded", test_forwarded},
         {"large payloads", test_large},
         {"wake-ups", test_wake_ups},
+        {"confirm", test_confirm},
+        {"crash", test_crash},
     };
     const char *only = getenv("CC_NODE_TEST");
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -278,8 +278,8 @@ struct NodeProcessTests {
                 #expect(Set(printed).count == printed.count, "\(id) printed a line twice")
                 checkPrinted(printed, ids: Self.ids)
             }
-            // C after its crash: the state folder holds what it had delivered when last written,
-            // and what it delivered after that write is delivered again (cc_node.h: never lost,
+            // C after its crash: the state folder holds what it had printed (handed over) when
+            // last written, and everything after that is delivered again (cc_node.h: never lost,
             // possibly repeated after a crash). So its second life starts at or before where the
             // first one stopped printing, leaves no gap, and prints each line once itself.
             let before = NodeProcessGroup.deliveries(of: first)

@@ -20,9 +20,28 @@
  * handshake tells each side what the other has, and the log is resent from
  * there; receivers drop what they already have. Heartbeats keep idle
  * connections alive; a peer silent for timeout_ms is disconnected and
- * reported down. With a state folder, a member also survives its own restart:
- * it writes its sequence, its delivered clock and its unacknowledged
- * broadcasts there before acknowledging or delivering, and reloads them.
+ * reported down.
+ *
+ * Restarts: with a state folder a member survives its own end, a crash
+ * (SIGKILL) included, without losing a message. It appends each own broadcast
+ * to a log there before sending or delivering it, and writes its sequence and
+ * its handed-over clock (below) before acknowledging; at start it reloads
+ * both, continues its sequence after the last one it used, and delivers again
+ * everything after the handed-over clock: its own broadcasts from the log (in
+ * causal order, through the delivery engine), peers' broadcasts resent by
+ * them (a member acknowledges only what it has handed over, so they still
+ * hold them). A message is thus delivered at least once to the application
+ * across restarts, and again after a crash when it was handed over after the
+ * last state write; within one run of a node, exactly once. A broadcast
+ * that returned CC_OK but was not yet stamped into the log when the process
+ * died is lost with it: no member has it.
+ *
+ * Handed over: by default a message counts as handed over to the application
+ * when the deliver callback returns. With `confirm` set, only once the
+ * application confirms it with cc_node_confirm: for an application that
+ * queues deliveries and handles them later, on another thread, so that what
+ * sits in its queue when the process dies is delivered again. Files are not
+ * fsync'ed: this survives the process, not the machine losing power.
  *
  * Back-pressure: when the log holds send_window unacknowledged broadcasts,
  * cc_node_broadcast returns CC_EFULL instead of growing; reading from a peer
@@ -53,11 +72,14 @@
  * Failed dials are retried quietly (no event).
  *
  * A broadcast that returned CC_OK is never dropped: a closing node stamps,
- * delivers and (with a state folder) records it before it closes.
+ * delivers and (with a state folder) records it before it closes. (A node
+ * still delivering again own broadcasts from before its restart delivers the
+ * later ones after them, so one that closes meanwhile delivers them after its
+ * next start.)
  *
  * Thread safety: cc_node_start, cc_node_broadcast, cc_node_add_peer,
- * cc_node_stats_get and cc_node_close from any thread; callbacks run on the
- * loop thread. Nothing may be called after the `closed` callback returns.
+ * cc_node_confirm, cc_node_stats_get and cc_node_close from any thread;
+ * callbacks run on the loop thread. Nothing may be called after the `closed` callback returns.
  *
  * Signals: libuv writes to sockets with write(2), which raises SIGPIPE when
  * the peer has reset the connection; the default action ends the process.
@@ -104,6 +126,7 @@ typedef struct cc_node_config {
     uint32_t max_payload;               /* largest broadcast payload (0: 64 KiB) */
     uint32_t send_window;               /* most unacknowledged own broadcasts (0: 4096) */
     uint32_t pending;                   /* most messages the engine holds (0: 65536) */
+    uint32_t confirm;                   /* with a state folder, 1: handed over once cc_node_confirm says so */
 } cc_node_config;
 
 /** A delivered message, valid only during the deliver callback. */
@@ -152,7 +175,8 @@ typedef struct cc_node_stats {
     uint64_t reconnects;    /* connections re-established */
     uint64_t refused;       /* connections refused in or before the handshake */
     uint64_t protocol_errors;
-    uint64_t unacked;       /* own broadcasts not yet acknowledged by every peer */
+    uint64_t unacked;       /* own broadcasts not yet acknowledged by every peer (nor, with a state
+                               folder, handed over here and written) */
     uint64_t bytes_out, bytes_in;
     uint32_t width;
     uint32_t peers_up;
@@ -168,6 +192,20 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
  * (send window full: try again later), CC_EINVAL (payload too large, bad
  * level) or CC_ECLOSED. */
 int cc_node_broadcast(cc_node *node, const void *payload, size_t length, uint8_t level, uint32_t kind);
+
+/** Any thread, on a node started with `confirm` (else CC_EINVAL). The
+ * application has handed over the delivered message whose clock is `clock`
+ * (n entries) and everything before it in causal order: the handed-over clock
+ * becomes the entrywise maximum of the clocks confirmed (capped at what was
+ * delivered). Confirming each message after handling it, in delivery order,
+ * makes it exactly what was handled. The node writes it to the state folder
+ * and acknowledges it soon after (it wakes the loop); what was delivered but
+ * not confirmed when the process ends is delivered again after the restart.
+ * No allocation; without a state folder it does nothing. Returns CC_OK,
+ * CC_EINVAL, CC_EWIDTH (a nonzero entry past the node's width) or CC_ECLOSED
+ * (the node is closing: the state it writes as it closes has what was
+ * confirmed before). */
+int cc_node_confirm(cc_node *node, const uint64_t *clock, size_t n);
 
 /** Any thread. Adds a member; its slot may be past the current width (the
  * group grows). Its address is kept as given (see Addresses above). Returns
