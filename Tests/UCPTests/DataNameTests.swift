@@ -26,6 +26,11 @@ struct DataNameTests {
             ("../x", .parentSegment),
             ("a/../../x", .parentSegment),
             ("a/..", .parentSegment),
+            // A combining mark after "/" makes one character of the two, but the file system
+            // still sees a separator: names are split on Unicode scalars.
+            ("../\u{301}x", .parentSegment),
+            ("a/\u{301}/../../x", .parentSegment),
+            ("/\u{301}etc/passwd", .absolute),
             (".", .currentSegment),
             ("a/./b", .currentSegment),
             ("a//b", .emptySegment),

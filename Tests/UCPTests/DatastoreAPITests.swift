@@ -102,6 +102,8 @@ struct DatastoreAPITests {
         arguments: [
             "/data/..%2Fescape", "/data/a%2F..%2F..%2Fescape", "/data/a//b", "/data/a/./b", "/data/%00x",
             "/data/a%5C..%5Cb", "/data/%2Fetc%2Fpasswd", "/data/x%0Ay",
+            // "/" followed by a combining mark (U+0301): still a separator.
+            "/data/..%2F%CC%81x", "/data/%2F%CC%81etc%2Fpasswd", "/data/a%2F%CC%81..%2F..%2Fx",
         ])
     func badNames(path: String) async throws {
         try await withDatastoreNode { base, store in

@@ -85,20 +85,34 @@ enum NameRules {
             default: continue
             }
         }
-        let parts = body.split(separator: "/", omittingEmptySubsequences: false)
+        // Split and compared on Unicode scalars, as the file system sees the name, never on
+        // characters: "/" followed by a combining mark is one character but still a separator.
+        let parts = split(body)
         for part in parts {
-            switch part {
-            case "": throw InvalidName(original, .emptySegment)
-            case ".": throw InvalidName(original, .currentSegment)
-            case "..": throw InvalidName(original, .parentSegment)
-            default:
-                if part.utf8.count > maxSegmentLength {
-                    throw InvalidName(original, .segmentTooLong(limit: maxSegmentLength))
-                }
+            switch part.utf8.count {
+            case 0: throw InvalidName(original, .emptySegment)
+            case 1 where part.utf8.first == dot: throw InvalidName(original, .currentSegment)
+            case 2 where part.utf8.allSatisfy({ $0 == dot }): throw InvalidName(original, .parentSegment)
+            case (maxSegmentLength + 1)...: throw InvalidName(original, .segmentTooLong(limit: maxSegmentLength))
+            default: continue
             }
         }
         return parts
     }
+
+    /// `text` split at every `/` scalar, empty segments kept.
+    static func split(_ text: Substring) -> [Substring] {
+        text.unicodeScalars.split(separator: "/", omittingEmptySubsequences: false).map { Substring($0) }
+    }
+
+    /// True when `text` starts with the `/` scalar.
+    static func startsWithSlash(_ text: Substring) -> Bool { text.utf8.first == slash }
+
+    /// True when `text` ends with the `/` scalar.
+    static func endsWithSlash(_ text: Substring) -> Bool { text.utf8.last == slash }
+
+    private static let dot = UInt8(ascii: ".")
+    private static let slash = UInt8(ascii: "/")
 }
 
 /// The name of a piece of data in a datastore, e.g. `"input.txt"` or `"<job_id>/result"`.
@@ -115,13 +129,13 @@ public struct DataName: Sendable, Hashable, Comparable, CustomStringConvertible 
     /// - Throws: ``InvalidName`` quoting `text` and the reason.
     public init(_ text: String) throws(InvalidName) {
         if text.isEmpty { throw InvalidName(text, .empty) }
-        if text.hasPrefix("/") { throw InvalidName(text, .absolute) }
+        if NameRules.startsWithSlash(Substring(text)) { throw InvalidName(text, .absolute) }
         _ = try NameRules.segments(of: Substring(text), original: text)
         rawValue = text
     }
 
     /// The segments between slashes.
-    public var segments: [Substring] { rawValue.split(separator: "/") }
+    public var segments: [Substring] { NameRules.split(Substring(rawValue)) }
 
     /// The last segment, e.g. `result` for `"<job_id>/result"`.
     public var lastSegment: Substring { segments.last ?? Substring(rawValue) }
@@ -154,8 +168,8 @@ public struct JobPath: Sendable, Hashable, CustomStringConvertible {
     public init(_ text: String) throws(InvalidName) {
         if text.isEmpty { throw InvalidName(text, .empty) }
         var body = Substring(text)
-        if body.hasPrefix("/") { body = body.dropFirst() }
-        if body.hasSuffix("/") { body = body.dropLast() }
+        if NameRules.startsWithSlash(body) { body = Substring(body.unicodeScalars.dropFirst()) }
+        if NameRules.endsWithSlash(body) { body = Substring(body.unicodeScalars.dropLast()) }
         rawValue = text
         segments = body.isEmpty ? [] : try NameRules.segments(of: body, original: text)
         if body.isEmpty, text.utf8.count > 1 { throw InvalidName(text, .emptySegment) }
