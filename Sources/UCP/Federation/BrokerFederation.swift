@@ -52,6 +52,9 @@ public final class BrokerFederation: Sendable {
         self.logger = logger
         var options = configuration.options
         options.stateDirectory = (broker.configuration.rootdir as NSString).appendingPathComponent("federation")
+        // A peer's message counts as handed over once its rows are in the store, so that one still
+        // in the delivery stream when the broker dies is delivered again after its restart.
+        options.confirmsDeliveries = true
         node = try CausalNode(
             slot: configuration.slot, width: configuration.width,
             listen: (configuration.listenHost, configuration.listenPort), peers: configuration.peers,
@@ -190,6 +193,9 @@ public final class BrokerFederation: Sendable {
 
     private func receive() async {
         for await message in node.deliveries {
+            // Applying a message again is harmless (rows merge by their rules), losing one is not:
+            // confirmed only once handled, whatever the outcome.
+            defer { try? node.confirm(message) }
             guard message.kind == FederationMessage.kind else { continue }
             let decoded: FederationMessage
             do {
