@@ -129,6 +129,7 @@ int cc_delivery_init(cc_delivery *d, size_t width, size_t window, size_t capacit
         return CC_ENOMEM;
     }
     d->width = width;
+    d->room = width;
     d->window = w;
     d->capacity = capacity;
     return CC_OK;
@@ -142,30 +143,39 @@ void cc_delivery_destroy(cc_delivery *d) {
 }
 
 /* The ring is laid out by sender, so the old ring is exactly the first
- * width * window entries of the new one: growing only appends zeroed rows and
+ * room * window entries of the new one: reserving only appends zeroed rows and
  * nothing has to be rehashed. Held messages never point into these arrays
  * (wait and ready lists link the messages themselves), so moving them is
  * safe. Each realloc that succeeds is kept even if a later one fails: the
- * arrays are merely larger than d->width says, and the engine is unchanged. */
-int cc_delivery_grow(cc_delivery *d, size_t new_width) {
-    size_t old = d->width;
-    if (new_width < old || new_width > UINT32_MAX) return CC_EINVAL;
-    if (new_width == old) return CC_OK;
-    if (new_width > SIZE_MAX / sizeof(cc_msg *) / d->window) return CC_EINVAL;
+ * arrays are merely larger than d->room says, and the engine is unchanged.
+ * Rows past the width stay zero (nothing writes a slot >= width), so a
+ * growth within the room has nothing to clear. */
+int cc_delivery_reserve(cc_delivery *d, size_t room) {
+    size_t old = d->room;
+    if (room <= old) return CC_OK;
+    if (room > UINT32_MAX || room > SIZE_MAX / sizeof(cc_msg *) / d->window) return CC_EINVAL;
 
-    uint64_t *local = realloc(d->local, new_width * sizeof *local);
+    uint64_t *local = realloc(d->local, room * sizeof *local);
     if (!local) return CC_ENOMEM;
     d->local = local;
-    cc_msg **waiting = realloc(d->waiting, new_width * sizeof *waiting);
+    cc_msg **waiting = realloc(d->waiting, room * sizeof *waiting);
     if (!waiting) return CC_ENOMEM;
     d->waiting = waiting;
-    cc_msg **ring = realloc(d->ring, new_width * d->window * sizeof *ring);
+    cc_msg **ring = realloc(d->ring, room * d->window * sizeof *ring);
     if (!ring) return CC_ENOMEM;
     d->ring = ring;
 
-    memset(local + old, 0, (new_width - old) * sizeof *local);
-    memset(waiting + old, 0, (new_width - old) * sizeof *waiting);
-    memset(ring + old * d->window, 0, (new_width - old) * d->window * sizeof *ring);
+    memset(local + old, 0, (room - old) * sizeof *local);
+    memset(waiting + old, 0, (room - old) * sizeof *waiting);
+    memset(ring + old * d->window, 0, (room - old) * d->window * sizeof *ring);
+    d->room = room;
+    return CC_OK;
+}
+
+int cc_delivery_grow(cc_delivery *d, size_t new_width) {
+    if (new_width < d->width || new_width > UINT32_MAX) return CC_EINVAL;
+    int rc = cc_delivery_reserve(d, new_width);
+    if (rc != CC_OK) return rc;
     d->width = new_width;
     return CC_OK;
 }

@@ -115,13 +115,26 @@ static void rx_put(cc_node *n, rxmsg *r) {
 /* ---- growth -------------------------------------------------------------------- */
 
 /* Widens the clock: the engine, the peer table and the clock buffers. Frames
- * already in the log keep the width they were stamped with (receivers pad). */
+ * already in the log keep the width they were stamped with (receivers pad).
+ * Never past max_width, whoever asks (a frame, a MEMBERS record, the caller).
+ * The engine's rows and the clock buffers are reserved geometrically (room
+ * doubles, capped at max_width): a peer that grows the group one slot at a
+ * time makes O(log max_width) copies and retires less than the final buffers,
+ * not a buffer per slot. */
 int cc__node_grow(cc_node *n, uint32_t width) {
     if (width <= n->width)
         return CC_OK;
-    if (width > NODE_WIDTH_MAX)
+    if (width > n->cfg.max_width)
         return CC_EWIDTH;
-    int rc = cc_delivery_grow(&n->engine, width);
+    uint32_t room = n->clock_room;
+    if (width > room) {
+        room = room > n->cfg.max_width / 2 ? n->cfg.max_width : room * 2;
+        if (room < width)
+            room = width;
+    }
+    int rc = cc_delivery_reserve(&n->engine, room);
+    if (rc == CC_OK)
+        rc = cc_delivery_grow(&n->engine, width);
     if (rc != CC_OK)
         return rc;
     node_peer **peers = realloc(n->peers, (size_t)width * sizeof *peers);
@@ -129,17 +142,21 @@ int cc__node_grow(cc_node *n, uint32_t width) {
         return CC_ENOMEM;
     memset(peers + n->width, 0, (size_t)(width - n->width) * sizeof *peers);
     n->peers = peers;
-    void **retired = realloc(n->retired, (n->nretired + 2) * sizeof *retired);
-    if (!retired)
-        return CC_ENOMEM;
-    n->retired = retired;
-    uint64_t *sc = calloc(width, sizeof *sc), *rc2 = calloc(width, sizeof *rc2);
-    if (!sc || !rc2) {
-        free(sc);
-        free(rc2);
-        return CC_ENOMEM;
+    uint64_t *sc = NULL, *rc2 = NULL;
+    if (room > n->clock_room) {
+        void **retired = realloc(n->retired, (n->nretired + 2) * sizeof *retired);
+        if (!retired)
+            return CC_ENOMEM;
+        n->retired = retired;
+        sc = calloc(room, sizeof *sc);
+        rc2 = calloc(room, sizeof *rc2);
+        if (!sc || !rc2) {
+            free(sc);
+            free(rc2);
+            return CC_ENOMEM;
+        }
+        memcpy(sc, n->sendclock, (size_t)n->width * sizeof *sc);
     }
-    memcpy(sc, n->sendclock, (size_t)n->width * sizeof *sc);
     if (n->durable) {
         uint64_t *d = realloc(n->durable, (size_t)width * sizeof *d);
         if (!d) {
@@ -175,10 +192,17 @@ int cc__node_grow(cc_node *n, uint32_t width) {
             return CC_ENOMEM;
         }
     }
-    n->retired[n->nretired++] = n->sendclock;
-    n->retired[n->nretired++] = n->scratch_clock;
-    n->sendclock = sc;
-    n->scratch_clock = rc2;
+    if (sc) {
+        n->retired[n->nretired++] = n->sendclock;
+        n->retired[n->nretired++] = n->scratch_clock;
+        n->sendclock = sc;
+        n->scratch_clock = rc2;
+        n->clock_room = room;
+    } else {
+        /* Within the room: the new entries read as 0, as in fresh buffers. */
+        memset(n->sendclock + n->width, 0, (size_t)(width - n->width) * sizeof *sc);
+        memset(n->scratch_clock + n->width, 0, (size_t)(width - n->width) * sizeof *rc2);
+    }
     n->width = width;
     sync_stats(n);
     return CC_OK;
@@ -188,7 +212,7 @@ int cc__node_grow(cc_node *n, uint32_t width) {
 static int check_new_peer(const cc_node *n, const cc_node_peer *p) {
     if (p->slot == n->cfg.self)
         return CC_EINVAL;
-    if (p->slot >= NODE_WIDTH_MAX)
+    if (p->slot >= n->cfg.max_width)
         return CC_EWIDTH;
     if (!valid_host(p->host, p->port))
         return CC_ESYS; /* uv_ip4_addr and uv_ip6_addr both refused it */
@@ -298,8 +322,8 @@ int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len) 
                 np->addr = peer;
             continue;
         }
-        if (slot >= NODE_WIDTH_MAX)
-            return CC_EWIDTH;
+        if (slot >= n->cfg.max_width)
+            return CC_EWIDTH; /* a member past the widest group we accept */
         if (add_peer(n, &peer, 1, 0) == CC_OK)
             added++;
         if (n->closing || c->state == CONN_CLOSING)
@@ -593,9 +617,10 @@ void cc__node_peer_up(cc_node *n, node_conn *c) {
         cc__link_close(p->conn, CC_NODE_PEER_DOWN, CC_ECLOSED, "replaced by a new connection");
     p->conn = c;
     c->state = CONN_UP;
-    n->nhandshaking--;
+    if (!c->dialer)
+        n->nhandshaking--;
     if (c->peer_width > n->width)
-        cc__node_grow(n, c->peer_width < NODE_WIDTH_MAX ? c->peer_width : NODE_WIDTH_MAX);
+        cc__node_grow(n, c->peer_width); /* on_hello refused a HELLO wider than max_width */
     uint64_t has = c->peer_has < n->log_hi ? c->peer_has : n->log_hi;
     if (has > p->acked)
         p->acked = has;
@@ -753,11 +778,15 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
          * and nothing would ever be delivered. With it, the causally first
          * undelivered message, which heads its sender's stream, always gets
          * in, and each delivery lets paused readers try again. */
-        if (n->engine.pending + 1 >= n->engine.capacity)
+        if (n->engine.pending + 1 >= n->engine.capacity) {
+            c->pause_code = CC_EFULL;
             return NODE_FRAME_PAUSE;
+        }
         r = rx_get(n, f->width, f->payload_len);
-        if (!r)
+        if (!r) {
+            c->pause_code = CC_ENOMEM;
             return NODE_FRAME_PAUSE; /* out of memory: wait for deliveries to free blocks */
+        }
         memcpy(r->clock, clock, (size_t)f->width * sizeof(uint64_t));
         memcpy((uint8_t *)(r->clock + f->width), f->payload, f->payload_len);
         r->payload = (const uint8_t *)(r->clock + f->width);
@@ -782,7 +811,7 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
         return NODE_FRAME_DONE;
     case CC_EDUPLICATE: node_bump(&n->stats.duplicates, 1); return NODE_FRAME_DONE;
     case CC_EFULL:
-    case CC_EAHEAD: return NODE_FRAME_PAUSE; /* not accepted, not acknowledged: read it again later */
+    case CC_EAHEAD: c->pause_code = rc; return NODE_FRAME_PAUSE; /* not accepted, not acknowledged: read it again later */
     default: cc__link_close(c, CC_NODE_PROTOCOL, rc, cc_strerror(rc)); return NODE_FRAME_CLOSED;
     }
 }
@@ -1208,11 +1237,13 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     cc_node_config cfg = *config;
     if (!cfg.listen_host || !valid_host(cfg.listen_host, cfg.listen_port))
         return CC_EINVAL;
-    if (cfg.self >= NODE_WIDTH_MAX)
+    if (!cfg.max_width)
+        cfg.max_width = NODE_WIDTH_DEFAULT;
+    if (cfg.max_width > NODE_WIDTH_MAX || cfg.self >= cfg.max_width)
         return CC_EINVAL;
     uint32_t width = cfg.width > cfg.self ? cfg.width : cfg.self + 1;
     for (size_t i = 0; i < npeers; i++) {
-        if (peers[i].slot == cfg.self || peers[i].slot >= NODE_WIDTH_MAX ||
+        if (peers[i].slot == cfg.self || peers[i].slot >= cfg.max_width ||
             !valid_host(peers[i].host, peers[i].port))
             return CC_EINVAL;
         for (size_t j = 0; j < i; j++) {
@@ -1222,7 +1253,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
         if (peers[i].slot >= width)
             width = peers[i].slot + 1;
     }
-    if (width > NODE_WIDTH_MAX)
+    if (width > cfg.max_width)
         return CC_EINVAL;
     cfg.width = width;
     if (!cfg.heartbeat_ms)
@@ -1313,6 +1344,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     n->peers = calloc(width, sizeof *n->peers);
     n->sendclock = calloc(width, sizeof *n->sendclock);
     n->scratch_clock = calloc(width, sizeof *n->scratch_clock);
+    n->clock_room = width;
     n->log_mask = cells - 1; /* as many entries as ring cells: indexed by a mask */
     n->log = calloc(cells, sizeof *n->log);
     /* Address space only: pages are touched by payloads larger than NODE_INLINE. */

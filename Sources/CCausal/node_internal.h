@@ -23,8 +23,10 @@
 /* Read buffer once authenticated (it grows to the largest frame seen): a read
  * takes ~1000 small frames, so reads, wake-ups and acknowledgements are per batch. */
 #define NODE_RBUF (256u << 10)
-#define NODE_WIDTH_MAX 65536u   /* no frame may grow the clock past this */
-#define NODE_HANDSHAKING_MAX 64 /* connections allowed in the handshake at once */
+#define NODE_WIDTH_MAX 65536u     /* the largest max_width */
+#define NODE_WIDTH_DEFAULT 1024u  /* max_width when 0 */
+#define NODE_HANDSHAKING_MAX 64   /* accepted connections in the handshake at once (the oldest goes) */
+#define NODE_HANDSHAKE_FRAME 256  /* largest frame before the key is proven (HELLO is 80 bytes, AUTH 64) */
 #define NODE_RX_CLASSES 24      /* held-back message blocks: 256 B << class */
 
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_CLOSING };
@@ -50,7 +52,9 @@ typedef struct node_conn {
     node_peer *peer;               /* set at HELLO (acceptor) or dial (dialer) */
     uint32_t slot;                 /* UINT32_MAX until known */
     int state, dialer, got_hello, paused;
+    int pause_code; /* why it paused: CC_EAHEAD, CC_EFULL or CC_ENOMEM */
     uint64_t started, last_rx, last_tx, pause_progress;
+    uint64_t stuck_since; /* uv_now() when it paused at the frame it is paused at; 0: not paused */
     /* handshake */
     uint8_t nonce[NODE_NONCE], peer_nonce[NODE_NONCE];
     uint64_t peer_has, peer_log_lo;
@@ -194,14 +198,17 @@ struct cc_node {
     uint64_t *sendclock; /* width: an own broadcast's clock when it cannot be read in place in its frame */
     rxmsg scratch;       /* a message delivered straight from the read buffer */
     uint64_t *scratch_clock; /* width: a received clock when it cannot be read in place (node_clock_of) */
+    uint32_t clock_room;     /* entries sendclock and scratch_clock have room for (>= width) */
     /* Clock buffers replaced by a growth. A growth can happen inside a
      * deliver callback (cc_node_add_peer from the loop thread) while the
      * message being delivered points at the old buffer, so they are freed
-     * only at close; growths are rare and small. */
+     * only at close. Room grows geometrically up to max_width, so they hold
+     * less than twice the final buffers however the group grew. */
     void **retired;
     size_t nretired;
     node_conn *conns;
-    int npaused, nhandshaking;
+    int npaused;
+    int nhandshaking; /* accepted connections not yet up (dialed ones are bounded by the peers) */
     uint64_t progress;  /* deliveries so far: paused readers retry when it moves */
     uint64_t ring_head; /* next ring position to take */
     uint64_t ring_free; /* next ring position to release (ring_released as the loop knows it) */

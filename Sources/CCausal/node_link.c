@@ -7,7 +7,9 @@
  * NODE_RBUF once the peer is authenticated (large reads: fewer syscalls,
  * wake-ups and acknowledgements per message), and beyond that only to the
  * largest frame the peer sends (at most max_frame, which the parser enforces
- * before waiting for a body), so the steady state allocates nothing.
+ * before waiting for a body), so the steady state allocates nothing. Before
+ * that the parser's bound is NODE_HANDSHAKE_FRAME, so a stranger's length
+ * prefix never grows the buffer.
  *
  * Writes gather the control frames (built into the active one of two small
  * buffers) and the log's frames (stored back to back: one iovec per run of
@@ -100,7 +102,6 @@ static node_conn *conn_new(cc_node *n) {
         n->conns->prev = c;
     n->conns = c;
     n->handles++;
-    n->nhandshaking++;
     return c;
 }
 
@@ -114,7 +115,7 @@ void cc__link_close(node_conn *c, int event, int code, const char *reason) {
         c->paused = 0;
         n->npaused--;
     }
-    if (was != CONN_UP)
+    if (was != CONN_UP && !c->dialer)
         n->nhandshaking--;
     node_peer *p = c->peer;
     if (p && p->conn == c) {
@@ -312,6 +313,8 @@ void cc__link_after_io(cc_node *n) {
             c->paused = 0;
             n->npaused--;
             resumed = 1;
+            /* Unread while paused: its silence starts now, not at the last read. */
+            c->last_rx = uv_now(cc_loop_uv(n->loop));
             conn_process(c);
             if (!c->paused && c->state != CONN_CLOSING && !n->closing)
                 uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -365,6 +368,12 @@ static int on_hello(node_conn *c, const cc_frame *f) {
     if (slot == n->cfg.self || slot >= n->width || !n->peers[slot] || (c->dialer && slot != c->slot)) {
         cc__link_close(c, CC_NODE_REFUSED, CC_ESENDER,
                        c->dialer ? "the peer is not the member dialed" : "unknown slot");
+        return NODE_FRAME_CLOSED;
+    }
+    if (f->width > n->cfg.max_width) {
+        /* Applied after AUTH, but refused now: no key holder may make us
+         * allocate for a group wider than we accept. */
+        cc__link_close(c, CC_NODE_REFUSED, CC_EWIDTH, "HELLO: group wider than max_width");
         return NODE_FRAME_CLOSED;
     }
     c->slot = slot;
@@ -426,13 +435,15 @@ static int on_frame(node_conn *c, const cc_frame *f) {
         if (f->width > n->width) {
             int rc = cc__node_grow(n, f->width);
             if (rc != CC_OK) {
-                cc__link_close(c, CC_NODE_PROTOCOL, rc, cc_strerror(rc));
+                cc__link_close(c, CC_NODE_PROTOCOL, rc,
+                               rc == CC_EWIDTH ? "MEMBERS: group wider than max_width" : cc_strerror(rc));
                 return NODE_FRAME_CLOSED;
             }
         }
         int rc = cc__node_on_members(n, c, f->payload, f->payload_len);
         if (rc != CC_OK) {
-            cc__link_close(c, CC_NODE_PROTOCOL, rc, "malformed MEMBERS");
+            cc__link_close(c, CC_NODE_PROTOCOL, rc,
+                           rc == CC_EWIDTH ? "MEMBERS: a slot past max_width" : "malformed MEMBERS");
             return NODE_FRAME_CLOSED;
         }
         return c->state == CONN_CLOSING ? NODE_FRAME_CLOSED : NODE_FRAME_DONE;
@@ -455,11 +466,13 @@ static void conn_process(node_conn *c) {
                 return;
         }
         cc_frame f;
-        r = cc_frame_parse(c->rbuf + off, c->rlen - off, n->cfg.max_frame, &f);
+        int up = c->state == CONN_UP;
+        r = cc_frame_parse(c->rbuf + off, c->rlen - off, up ? n->cfg.max_frame : NODE_HANDSHAKE_FRAME, &f);
         if (r == CC_ETRUNCATED)
             break;
         if (r < 0) {
-            cc__link_close(c, CC_NODE_PROTOCOL, (int)r, cc_strerror((int)r));
+            cc__link_close(c, CC_NODE_PROTOCOL, (int)r,
+                           !up && r == CC_ETOOBIG ? "handshake frame too big" : cc_strerror((int)r));
             return;
         }
         int h = on_frame(c, &f);
@@ -467,7 +480,11 @@ static void conn_process(node_conn *c) {
             return;
         if (h == NODE_FRAME_PAUSE) {
             /* Not accepted, so not acknowledged: the frame stays in the
-             * buffer and is read again when deliveries make room. */
+             * buffer and is read again when deliveries make room. Stuck
+             * since the first pause at this frame (a retry that took
+             * nothing does not restart the clock). */
+            if (off || !c->stuck_since)
+                c->stuck_since = uv_now(cc_loop_uv(n->loop));
             c->paused = 1;
             c->pause_progress = n->progress;
             n->npaused++;
@@ -476,6 +493,8 @@ static void conn_process(node_conn *c) {
         }
         off += (size_t)r;
     }
+    if (!c->paused)
+        c->stuck_since = 0;
     if (off) {
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
@@ -483,9 +502,10 @@ static void conn_process(node_conn *c) {
     size_t need = cc_frame_needed(c->rbuf, c->rlen);
     if (c->state == CONN_UP && need < NODE_RBUF)
         need = NODE_RBUF; /* authenticated: large reads from now on (once) */
-    if (!c->paused && need > c->rcap) {
+    if (!c->paused && c->state == CONN_UP && need > c->rcap) {
         /* Authenticated, or a frame larger than any before (the parser
-         * already checked it against max_frame): the buffer grows once. */
+         * already checked it against max_frame): the buffer grows once.
+         * Never before the key is proven: handshake frames fit NODE_RBUF_HELLO. */
         uint8_t *b = realloc(c->rbuf, need);
         if (!b) {
             cc__link_close(c, CC_NODE_PROTOCOL, CC_ENOMEM, cc_strerror(CC_ENOMEM));
@@ -534,6 +554,25 @@ static void start_reading(node_conn *c) {
 
 /* ---- accepting and dialing ------------------------------------------------------ */
 
+/* The handshake slots are full: closes the oldest accepted connection still
+ * in the handshake. Refusing the newest instead let a flood of silent
+ * connections hold every slot for handshake_ms, again and again, and keep
+ * members out; this way a member's connection is closed only if
+ * NODE_HANDSHAKING_MAX others arrive within its handshake (a round trip and
+ * a half), and then its retry gets in. Not "silent ones first": a HELLO
+ * costs a stranger nothing (slots are no secret), and the newcomer, which
+ * has not spoken yet either, would then be the one to go. Runs only when
+ * full: one pass over the connections (newest first) per accept. */
+static void evict_oldest(cc_node *n) {
+    node_conn *oldest = NULL;
+    for (node_conn *c = n->conns; c; c = c->next) {
+        if (!c->dialer && c->state == CONN_HANDSHAKE)
+            oldest = c;
+    }
+    if (oldest)
+        cc__link_close(oldest, CC_NODE_REFUSED, CC_EFULL, "handshake slots full: the oldest connection closed");
+}
+
 static void on_connection(uv_stream_t *server, int status) {
     cc_node *n = server->data;
     if (status < 0 || n->closing)
@@ -541,13 +580,14 @@ static void on_connection(uv_stream_t *server, int status) {
     node_conn *c = conn_new(n);
     if (!c)
         return;
+    n->nhandshaking++; /* until it is up or closed (cc__link_close, cc__node_peer_up) */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         cc__link_close(c, 0, 0, NULL);
         return;
     }
     start_reading(c);
     if (n->nhandshaking > NODE_HANDSHAKING_MAX)
-        cc__link_close(c, CC_NODE_REFUSED, CC_EFULL, "too many connections in the handshake");
+        evict_oldest(n);
     /* The acceptor waits for the dialer's HELLO: it has to learn who calls
      * before it can say what it has from them. */
 }
@@ -639,6 +679,16 @@ void cc__link_on_timer(uv_timer_t *t) {
         }
         if (!c->paused && now - c->last_rx >= n->cfg.timeout_ms) {
             cc__link_close(c, CC_NODE_PEER_DOWN, CC_ECLOSED, "peer silent for too long");
+            continue;
+        }
+        /* Paused at one frame for as long: a message too far ahead (or a
+         * pending set that stays full) would otherwise hold the link, and
+         * everything behind it, forever. Reconnecting costs nothing stored:
+         * the frame was not acknowledged, so the peer sends it again. */
+        if (c->paused && now - c->stuck_since >= n->cfg.timeout_ms) {
+            cc__link_close(c, CC_NODE_PEER_DOWN, c->pause_code,
+                           c->pause_code == CC_EAHEAD ? "paused too long: a message too far ahead"
+                                                      : "paused too long: no room for held-back messages");
             continue;
         }
         if (now - c->last_tx >= n->cfg.heartbeat_ms) {

@@ -690,15 +690,32 @@ static cc_node_config short_handshake(cc_node_config c) {
     return c;
 }
 
-/* Completes the handshake with the member at `port` (slot 1) as slot 0. */
-static int raw_handshake(uint16_t port) {
+/* A control frame as any peer may write one: a sparse clock with no entries
+ * and whatever width it claims (control_frame's clock has only MAXW). */
+static size_t bare_frame(uint8_t *buf, uint8_t type, uint32_t sender, uint32_t width, const void *p, size_t len) {
+    uint32_t length = (uint32_t)(CC_FRAME_HEADER_SIZE - 4 + len);
+    memset(buf, 0, CC_FRAME_HEADER_SIZE);
+    memcpy(buf, &length, 4); /* the tests run on little-endian hosts, as the frame is */
+    buf[4] = CC_FRAME_VERSION;
+    buf[5] = type;
+    buf[7] = CC_FRAME_FLAG_SPARSE;
+    memcpy(buf + 8, &sender, 4);
+    memcpy(buf + 12, &width, 4);
+    if (len)
+        memcpy(buf + CC_FRAME_HEADER_SIZE, p, len);
+    return CC_FRAME_HEADER_SIZE + len;
+}
+
+/* Completes the handshake with the member at `port` (slot 1) as slot 0,
+ * claiming a group of `width`. */
+static int raw_handshake_as(uint16_t port, uint32_t width) {
     int fd = raw_connect(port);
     if (fd < 0)
         return -1;
     uint8_t frame[512], hello[48] = {0}, nonce[32], peer_hello[48], peer_mac[32], mac[32], expect[32];
     randombytes_buf(nonce, sizeof nonce);
     memcpy(hello, nonce, 32);
-    size_t hl = control_frame(frame, sizeof frame, CC_FRAME_HELLO, 0, 3, hello, sizeof hello);
+    size_t hl = bare_frame(frame, CC_FRAME_HELLO, 0, width, hello, sizeof hello);
     uint8_t stream[4096];
     size_t have = 0;
     if (!send_all(fd, frame, hl) ||
@@ -710,12 +727,48 @@ static int raw_handshake(uint16_t port) {
     auth_mac(expect, 1, 0, peer_hello, nonce); /* the member proves the key too */
     CHECK(memcmp(expect, peer_mac, 32) == 0);
     auth_mac(mac, 0, 1, nonce, peer_hello);
-    hl = control_frame(frame, sizeof frame, CC_FRAME_AUTH, 0, 3, mac, sizeof mac);
+    hl = bare_frame(frame, CC_FRAME_AUTH, 0, width, mac, sizeof mac);
     if (!send_all(fd, frame, hl)) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+static int raw_handshake(uint16_t port) {
+    return raw_handshake_as(port, 3);
+}
+
+/* Reads (and drops) until the peer closes or resets the connection within
+ * ms: 1, or 0 when it is still open then. Heartbeats do not extend it. */
+static int eof_within(int fd, int ms) {
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    uint8_t buf[4096];
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = (long)(end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000L;
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got == 0 || (got < 0 && errno == ECONNRESET))
+            return 1;
+        if (got < 0 && errno != EINTR && errno != EAGAIN)
+            return 0;
+    }
 }
 
 static void test_raw_sockets(void) {
@@ -762,7 +815,7 @@ static void test_raw_sockets(void) {
     CHECK(send_all(fd, huge, sizeof huge));
     CHECK(wait_eof(fd));
     close(fd);
-    expect_event(g, CC_NODE_REFUSED, 2, CC_ETOOBIG, cc_strerror(CC_ETOOBIG));
+    expect_event(g, CC_NODE_REFUSED, 2, CC_ETOOBIG, "handshake frame too big");
 
     /* Silence: the handshake deadline closes it. */
     fd = raw_connect(ports[1]);
@@ -1696,6 +1749,253 @@ static void test_crash(void) {
     remove_state(0);
 }
 
+/* ---- (n) hostile input ------------------------------------------------------------------ */
+
+/* Slot 1, which knows slot 0: the slot the raw socket claims (with the key, in
+ * the tests where a holder of the key misbehaves). Nobody dials slot 0. */
+static int start_target(tnode *t, const cc_node_config *cfg) {
+    cc_node_peer p = peer_at(0, 0);
+    return start(t, cfg, &p, 1);
+}
+
+static void wait_events(tnode *t, int kind, int count) {
+    ev_wait w = {.t = t, .kind = kind, .count = count};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(has_events, &w, WAIT_S));
+    pthread_mutex_unlock(&mu);
+}
+
+static uint32_t width_of(tnode *t) {
+    cc_node_stats st;
+    cc_node_stats_get(t->node, &st);
+    return st.width;
+}
+
+enum { WIDE = 65536, WIDEST_DEFAULT = 1024, GROW_PAST = 1100 };
+
+/* A holder of the key claims a huge group: in its HELLO, then in one MEMBERS
+ * frame. The member never grows past its widest group (1024 by default),
+ * says why, and takes the next connection as before. */
+static void test_wide_groups(void) {
+    tnode t;
+    cc_node_config cfg = base_config(1, 2);
+    cfg.send_window = 64; /* a slot costs the engine ~0.5 KiB (so a growth to 65536 stays affordable) */
+    REQUIRE(start_target(&t, &cfg));
+    uint16_t port = cc_node_port(t.node);
+
+    /* A HELLO claiming 65536 members: refused before AUTH. */
+    int fd = raw_handshake_as(port, WIDE);
+    CHECK(fd < 0);
+    if (fd >= 0)
+        close(fd);
+    expect_event(&t, CC_NODE_REFUSED, 1, CC_EWIDTH, "HELLO: group wider than max_width");
+    CHECK_EQ(width_of(&t), 2);
+
+    /* One 32-byte MEMBERS frame claiming 65536 members, on an authenticated link. */
+    fd = raw_handshake_as(port, 3);
+    REQUIRE(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 1);
+    uint8_t frame[64];
+    CHECK(send_all(fd, frame, bare_frame(frame, CC_FRAME_MEMBERS, 0, WIDE, NULL, 0)));
+    CHECK(eof_within(fd, 5000));
+    close(fd);
+    expect_event(&t, CC_NODE_PROTOCOL, 1, CC_EWIDTH, "MEMBERS: group wider than max_width");
+    expect_event(&t, CC_NODE_PEER_DOWN, 1, CC_EWIDTH, "wider than max_width");
+    CHECK_EQ(width_of(&t), 3);
+
+    /* The member carries on. */
+    fd = raw_handshake_as(port, 3);
+    CHECK(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 2);
+    if (fd >= 0)
+        close(fd);
+    pthread_mutex_lock(&mu);
+    CHECK_EQ(t.refused, 1);
+    CHECK_EQ(t.protocol, 1);
+    pthread_mutex_unlock(&mu);
+    stop(&t);
+}
+
+/* MEMBERS frames growing the group one slot at a time, past the widest: up
+ * to it (the room doubles, so that is a few copies, not one per slot), and
+ * no further. */
+static void test_growth_by_one(void) {
+    tnode t;
+    cc_node_config cfg = base_config(1, 2);
+    cfg.send_window = 64; /* as above */
+    REQUIRE(start_target(&t, &cfg));
+    uint16_t port = cc_node_port(t.node);
+    int fd = raw_handshake_as(port, 3);
+    REQUIRE(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 1);
+    static uint8_t stream[GROW_PAST * CC_FRAME_HEADER_SIZE];
+    size_t len = 0;
+    for (uint32_t w = 4; w <= GROW_PAST; w++)
+        len += bare_frame(stream + len, CC_FRAME_MEMBERS, 0, w, NULL, 0);
+    send_all(fd, stream, len); /* the member may close the link before it takes them all */
+    CHECK(eof_within(fd, 5000));
+    close(fd);
+    expect_event(&t, CC_NODE_PROTOCOL, 1, CC_EWIDTH, "MEMBERS: group wider than max_width");
+    CHECK_EQ(width_of(&t), WIDEST_DEFAULT);
+    fd = raw_handshake_as(port, 3); /* the member carries on */
+    CHECK(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 2);
+    if (fd >= 0)
+        close(fd);
+    stop(&t);
+}
+
+/* The widest group is an option: start, add_peer and HELLO keep to it. */
+static void test_max_width(void) {
+    tnode t;
+    cc_node_config cfg = base_config(1, 8);
+    cfg.max_width = 4;
+    CHECK(!start_target(&t, &cfg)); /* a width of 8 is past it */
+    stop(&t);
+    cfg.width = 2;
+    cfg.max_width = WIDE + 1;
+    CHECK(!start_target(&t, &cfg)); /* past the widest a node supports */
+    stop(&t);
+    cfg.max_width = 4;
+    REQUIRE(start_target(&t, &cfg));
+    cc_node_peer p = peer_at(4, 1);
+    CHECK_EQ(cc_node_add_peer(t.node, &p), CC_EWIDTH);
+    p = peer_at(3, 1);
+    CHECK_EQ(cc_node_add_peer(t.node, &p), CC_OK);
+    CHECK_EQ(width_of(&t), 4);
+    int fd = raw_handshake_as(cc_node_port(t.node), 5);
+    CHECK(fd < 0);
+    if (fd >= 0)
+        close(fd);
+    expect_event(&t, CC_NODE_REFUSED, 1, CC_EWIDTH, "wider than max_width");
+    fd = raw_handshake_as(cc_node_port(t.node), 4);
+    CHECK(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 1);
+    if (fd >= 0)
+        close(fd);
+    stop(&t);
+}
+
+enum { HANDSHAKE_SLOTS = 64, FLOOD = HANDSHAKE_SLOTS + 16, FLOOD_SENDS = 100 };
+
+/* A stranger without the key sends six bytes: a length prefix within
+ * max_frame (almost 1 MiB) and two more. Refused at once, not waited for
+ * with a read buffer grown to the frame. */
+static void test_handshake_buffer(void) {
+    tnode t;
+    cc_node_config cfg = base_config(1, 2);
+    cfg.handshake_ms = 30000; /* far past the wait below: the deadline does not close it */
+    REQUIRE(start_target(&t, &cfg));
+    uint16_t port = cc_node_port(t.node);
+    int fd = raw_connect(port);
+    REQUIRE(fd >= 0);
+    uint8_t head[6];
+    uint32_t length = CC_FRAME_DEFAULT_MAX - 64;
+    memcpy(head, &length, 4);
+    head[4] = CC_FRAME_VERSION;
+    head[5] = CC_FRAME_HELLO;
+    CHECK(send_all(fd, head, sizeof head));
+    CHECK(eof_within(fd, 3000));
+    close(fd);
+    expect_event(&t, CC_NODE_REFUSED, 1, CC_ETOOBIG, "handshake frame too big");
+    fd = raw_handshake_as(port, 2); /* the member carries on */
+    CHECK(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 1);
+    if (fd >= 0)
+        close(fd);
+    stop(&t);
+}
+
+/* Strangers without the key open more silent connections than there are
+ * handshake slots; they do not keep a member out. */
+static void test_handshake_flood(void) {
+    tnode t[2]; /* t[1] the target, t[0] a member that joins during the flood */
+    memset(&t[0], 0, sizeof t[0]);
+    cc_node_config cfg = base_config(1, 2);
+    cfg.handshake_ms = 30000; /* far past the waits below: no handshake deadline rescues anyone */
+    REQUIRE(start_target(&t[1], &cfg));
+    uint16_t port = cc_node_port(t[1].node);
+
+    /* Silent connections, more than the slots, then a member: it joins at
+     * once (well within the handshake deadline) and its broadcasts get
+     * through. Each connection past the slots, the member's included,
+     * closes the oldest in the handshake (the first ones), not itself; the
+     * kernel queued them all before the member dialed, so they are accepted
+     * first. */
+    int fds[FLOOD];
+    for (int i = 0; i < FLOOD; i++) {
+        fds[i] = raw_connect(port);
+        REQUIRE(fds[i] >= 0);
+    }
+    cc_node_config cb = base_config(0, 2);
+    cc_node_peer p1 = peer_at(1, port);
+    REQUIRE(start(&t[0], &cb, &p1, 1));
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(both_up, t, 5));
+    pthread_mutex_unlock(&mu);
+    CHECK(eof_within(fds[0], 3000));
+    CHECK(eof_within(fds[FLOOD - HANDSHAKE_SLOTS], 3000)); /* the oldest when the member came */
+    expect_event(&t[1], CC_NODE_REFUSED, 1 + FLOOD - HANDSHAKE_SLOTS, CC_EFULL, "handshake slots full");
+    sender s = {.t = &t[0], .from = 0, .to = FLOOD_SENDS};
+    send_thread(&s);
+    CHECK_EQ(s.rc, CC_OK);
+    group_wait g = {.t = &t[1], .each = FLOOD_SENDS};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &g, WAIT_S));
+    CHECK_EQ(t[1].got[0], FLOOD_SENDS);
+    CHECK_EQ(t[1].violations, 0);
+    CHECK_EQ(t[0].refused, 0);
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < FLOOD; i++)
+        close(fds[i]);
+    stop(&t[0]);
+    stop(&t[1]);
+}
+
+enum { P_WINDOW = 16, P_AHEAD = 100 };
+
+/* A holder of the key sends a message too far ahead (past the engine's
+ * look-ahead, the send window) and then nothing: the link pauses at it, and
+ * still times out. Nothing of it was accepted, so after a reconnect the
+ * sender's first message is delivered as usual. */
+static void test_paused_too_long(void) {
+    tnode t;
+    cc_node_config cfg = base_config(1, 2);
+    cfg.send_window = P_WINDOW;
+    cfg.timeout_ms = 500;
+    REQUIRE(start_target(&t, &cfg));
+    uint16_t port = cc_node_port(t.node);
+    int fd = raw_handshake_as(port, 2);
+    REQUIRE(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 1);
+    uint8_t frame[512], buf[128];
+    uint64_t clock[2] = {P_AHEAD, 0};
+    cc_frame h = {.type = CC_FRAME_MESSAGE, .level = CC_LEVEL_LOW, .sender = 0, .seq = P_AHEAD};
+    int64_t len = cc_frame_encode(frame, sizeof frame, &h, clock, NULL, 2, buf, payload(buf, 0, P_AHEAD - 1));
+    REQUIRE(len > 0);
+    CHECK(send_all(fd, frame, (size_t)len));
+    CHECK(eof_within(fd, 5000)); /* its heartbeats keep coming meanwhile; the link goes all the same */
+    close(fd);
+    expect_event(&t, CC_NODE_PEER_DOWN, 1, CC_EAHEAD, "too far ahead");
+
+    fd = raw_handshake_as(port, 2);
+    REQUIRE(fd >= 0);
+    wait_events(&t, CC_NODE_PEER_UP, 2);
+    clock[0] = 1;
+    h.seq = 1;
+    len = cc_frame_encode(frame, sizeof frame, &h, clock, NULL, 2, buf, payload(buf, 0, 0));
+    REQUIRE(len > 0);
+    CHECK(send_all(fd, frame, (size_t)len));
+    group_wait g = {.t = &t, .each = 1};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &g, WAIT_S));
+    CHECK_EQ(t.got[0], 1);
+    CHECK_EQ(t.violations, 0);
+    pthread_mutex_unlock(&mu);
+    close(fd);
+    stop(&t);
+}
+
 typedef struct area {
     const char *name;
     void (*run)(void);
@@ -1718,6 +2018,12 @@ void cc_test_node(void) {
         {"wake-ups", test_wake_ups},
         {"confirm", test_confirm},
         {"crash", test_crash},
+        {"wide groups", test_wide_groups},
+        {"growth by one", test_growth_by_one},
+        {"max width", test_max_width},
+        {"handshake buffer", test_handshake_buffer},
+        {"handshake flood", test_handshake_flood},
+        {"paused too long", test_paused_too_long},
     };
     const char *only = getenv("CC_NODE_TEST");
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

@@ -71,6 +71,7 @@ typedef struct cc_delivery {
     cc_msg *ready_head[CC_LEVEL_COUNT];
     cc_msg *ready_tail[CC_LEVEL_COUNT];
     size_t width;
+    size_t room;          /* senders the arrays have room for (>= width): growing within it allocates nothing */
     size_t window;        /* power of two: a sender may run at most this far ahead */
     size_t capacity;      /* most messages pending at once */
     size_t pending;       /* messages held now (waiting or ready) */
@@ -86,8 +87,16 @@ int cc_delivery_init(cc_delivery *d, size_t width, size_t window, size_t capacit
 void cc_delivery_destroy(cc_delivery *d);
 
 /** Widens the engine to new_width senders (new slots start at 0); pending
- * messages are kept. Returns CC_OK, CC_EINVAL (narrower) or CC_ENOMEM. */
+ * messages are kept. Allocates only past the room reserved (at least the
+ * width). Returns CC_OK, CC_EINVAL (narrower) or CC_ENOMEM. */
 int cc_delivery_grow(cc_delivery *d, size_t new_width);
+
+/** Makes room for `room` senders without changing the width, so that later
+ * growths up to it allocate nothing: a caller that grows one slot at a time
+ * reserves ahead geometrically and copies the arrays O(log width) times, not
+ * once per slot. Costs room * (window + 2) * 8 bytes. Returns CC_OK,
+ * CC_EINVAL (too large) or CC_ENOMEM (the engine is unchanged). */
+int cc_delivery_reserve(cc_delivery *d, size_t room);
 
 /** Hands a message to the engine. Returns CC_OK when the engine now holds it
  * (ready or waiting), or an error and leaves it with the caller:

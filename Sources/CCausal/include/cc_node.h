@@ -45,11 +45,35 @@
  *
  * Back-pressure: when the log holds send_window unacknowledged broadcasts,
  * cc_node_broadcast returns CC_EFULL instead of growing; reading from a peer
- * pauses while the delivery engine's pending set is full.
+ * pauses while the delivery engine's pending set is full, or while its next
+ * message is more than send_window ahead of what was delivered from it. A
+ * link that stays paused at the same frame for timeout_ms is closed
+ * (CC_NODE_PEER_DOWN, CC_EAHEAD or CC_EFULL): nothing it held was
+ * acknowledged, so the peer sends it again after the reconnect. While the
+ * link is paused the silence check does not apply (its frames are not read).
  *
  * Groups grow: cc_node_add_peer adds a member with a new slot; the clock width
  * grows, and the member announces the new membership to its peers
- * (CC_FRAME_MEMBERS) so that older members learn the new width.
+ * (CC_FRAME_MEMBERS) so that older members learn the new width. Never past
+ * max_width (default 1024): a width costs about (send_window + 8) * 8 bytes
+ * per slot (32 KiB with the defaults, so 32 MiB at 1024), and any holder of
+ * the key could otherwise make a member allocate gigabytes with one frame.
+ * A wider HELLO is refused (CC_NODE_REFUSED, CC_EWIDTH); a wider MEMBERS or
+ * MESSAGE, or a slot at or past max_width in a MEMBERS record, closes that
+ * link (CC_NODE_PROTOCOL, CC_EWIDTH); the width stays what it was. Room is
+ * reserved geometrically, so a group grown one slot at a time up to
+ * max_width allocates O(max_width) bytes in all, not O(max_width^2).
+ *
+ * Hostile connections: before a peer has proven the key, a connection holds
+ * a 4 KiB read buffer and nothing else, and accepts only frames of up to 256
+ * bytes (HELLO and AUTH are smaller); a larger length prefix is refused at
+ * once (CC_ETOOBIG), not waited for. At most 64 accepted connections may be
+ * in the handshake at once (the node's own dials do not count); when one more
+ * arrives, the oldest of them, preferring one that has not yet sent its
+ * HELLO, is closed (CC_NODE_REFUSED, CC_EFULL), so a flood of silent
+ * connections delays a member's join by a reconnect at most instead of
+ * keeping it out for handshake_ms. Each must still finish within
+ * handshake_ms.
  *
  * Addresses: a member is dialed at the address this node was given for it
  * (cc_node_start's peers, cc_node_add_peer), whatever that member announces
@@ -127,6 +151,7 @@ typedef struct cc_node_config {
     uint32_t send_window;               /* most unacknowledged own broadcasts (0: 4096) */
     uint32_t pending;                   /* most messages the engine holds (0: 65536) */
     uint32_t confirm;                   /* with a state folder, 1: handed over once cc_node_confirm says so */
+    uint32_t max_width;                 /* widest group accepted, from any source (0: 1024; at most 65536) */
 } cc_node_config;
 
 /** A delivered message, valid only during the deliver callback. */
@@ -183,7 +208,8 @@ typedef struct cc_node_stats {
 } cc_node_stats;
 
 /** Any thread. Starts a member on loop with the known peers (slots != self).
- * Returns CC_OK, CC_EINVAL, CC_ENOMEM, CC_ESYS (listen failed: the address is
+ * Returns CC_OK, CC_EINVAL (also for a slot at or past max_width, or a
+ * max_width past 65536), CC_ENOMEM, CC_ESYS (listen failed: the address is
  * in use, say) or CC_ECLOSED. A state folder that exists is reloaded. */
 int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_peer *peers, size_t npeers,
                   const cc_node_callbacks *callbacks, cc_node **out);
@@ -212,7 +238,7 @@ int cc_node_confirm(cc_node *node, const uint64_t *clock, size_t n);
  * CC_OK, CC_EINVAL (the slot is this node's or already a member's, or an
  * argument is NULL), CC_ESYS (host and port are not an IPv4 or IPv6 literal
  * address: uv_ip4_addr and uv_ip6_addr refused them), CC_EWIDTH (the slot is
- * beyond the widest group a node supports, 65536), CC_ENOMEM or CC_ECLOSED. */
+ * at or past max_width), CC_ENOMEM or CC_ECLOSED. */
 int cc_node_add_peer(cc_node *node, const cc_node_peer *peer);
 
 /** The port the node listens on (useful with listen_port 0). Any thread. */
