@@ -811,7 +811,9 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
         return NODE_FRAME_DONE;
     case CC_EDUPLICATE: node_bump(&n->stats.duplicates, 1); return NODE_FRAME_DONE;
     case CC_EFULL:
-    case CC_EAHEAD: c->pause_code = rc; return NODE_FRAME_PAUSE; /* not accepted, not acknowledged: read it again later */
+    case CC_EAHEAD:
+        c->pause_code = rc;
+        return NODE_FRAME_PAUSE; /* not accepted, not acknowledged: read it again later */
     default: cc__link_close(c, CC_NODE_PROTOCOL, rc, cc_strerror(rc)); return NODE_FRAME_CLOSED;
     }
 }

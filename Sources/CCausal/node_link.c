@@ -570,7 +570,8 @@ static void evict_oldest(cc_node *n) {
             oldest = c;
     }
     if (oldest)
-        cc__link_close(oldest, CC_NODE_REFUSED, CC_EFULL, "handshake slots full: the oldest connection closed");
+        cc__link_close(oldest, CC_NODE_REFUSED, CC_EFULL,
+                       "handshake slots full: the oldest connection closed");
 }
 
 static void on_connection(uv_stream_t *server, int status) {

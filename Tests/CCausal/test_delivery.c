@@ -535,10 +535,20 @@ static void test_grow(void) {
     CHECK_EQ(offer_refused(&d, &early, &same), CC_EWIDTH);
     CHECK(same);
 
+    /* Room reserved ahead: growing within it moves nothing. */
+    CHECK_EQ(cc_delivery_reserve(&d, 32), CC_OK);
+    CHECK_EQ(d.width, 4);
+    CHECK_EQ(d.room, 32);
+    CHECK_EQ(offer_refused(&d, &early, &same), CC_EWIDTH); /* room is not width */
+    CHECK_EQ(cc_delivery_reserve(&d, 8), CC_OK);
+    CHECK_EQ(d.room, 32);
+    cc_msg **ring = d.ring;
+    uint64_t *local = d.local;
     CHECK_EQ(cc_delivery_grow(&d, 2), CC_EINVAL);
     CHECK_EQ(cc_delivery_grow(&d, 4), CC_OK);
     CHECK_EQ(cc_delivery_grow(&d, 16), CC_OK);
     CHECK_EQ(d.width, 16);
+    CHECK(d.ring == ring && d.local == local);
     for (size_t k = 0; k < 16; k++) CHECK_EQ(cc_delivery_clock(&d)[k], 0);
 
     uint64_t cf[16] = {0};

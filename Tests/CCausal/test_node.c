@@ -692,7 +692,8 @@ static cc_node_config short_handshake(cc_node_config c) {
 
 /* A control frame as any peer may write one: a sparse clock with no entries
  * and whatever width it claims (control_frame's clock has only MAXW). */
-static size_t bare_frame(uint8_t *buf, uint8_t type, uint32_t sender, uint32_t width, const void *p, size_t len) {
+static size_t bare_frame(uint8_t *buf, uint8_t type, uint32_t sender, uint32_t width, const void *p,
+                         size_t len) {
     uint32_t length = (uint32_t)(CC_FRAME_HEADER_SIZE - 4 + len);
     memset(buf, 0, CC_FRAME_HEADER_SIZE);
     memcpy(buf, &length, 4); /* the tests run on little-endian hosts, as the frame is */

@@ -71,7 +71,7 @@ typedef struct cc_delivery {
     cc_msg *ready_head[CC_LEVEL_COUNT];
     cc_msg *ready_tail[CC_LEVEL_COUNT];
     size_t width;
-    size_t room;          /* senders the arrays have room for (>= width): growing within it allocates nothing */
+    size_t room;          /* senders the arrays have room for (>= width): no allocation to grow to it */
     size_t window;        /* power of two: a sender may run at most this far ahead */
     size_t capacity;      /* most messages pending at once */
     size_t pending;       /* messages held now (waiting or ready) */
