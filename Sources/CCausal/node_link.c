@@ -48,6 +48,10 @@ static const char AUTH_LABEL[] = "causalucp-auth-v1";
 
 _Static_assert(CC_NODE_KEY_SIZE == crypto_auth_KEYBYTES, "the cluster key is a crypto_auth key");
 _Static_assert(NODE_MAC == crypto_auth_BYTES, "AUTH carries one crypto_auth tag");
+_Static_assert(CC_FRAME_HEADER_SIZE + NODE_HELLO_SIZE <= NODE_HANDSHAKE_FRAME &&
+                   CC_FRAME_HEADER_SIZE + NODE_MAC <= NODE_HANDSHAKE_FRAME,
+               "HELLO and AUTH (control frames: no clock entries) pass the handshake's frame bound");
+_Static_assert(NODE_HANDSHAKE_FRAME <= NODE_RBUF_HELLO, "a handshake frame fits the handshake's buffer");
 
 static void conn_process(node_conn *c);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);

@@ -92,8 +92,11 @@
  * handshake completes gives CC_NODE_REFUSED. The code says what: the
  * cc_frame_parse error (CC_EVERSION, CC_ETOOBIG, CC_EWIDTH, ...), CC_EINVAL
  * for a failed authentication or a message before the handshake, CC_ESENDER
- * for an unknown slot, CC_ECLOSED for a timeout or a closed connection.
- * Failed dials are retried quietly (no event).
+ * for an unknown slot, CC_ECLOSED for a timeout or a closed connection,
+ * CC_EWIDTH for a group wider than max_width, CC_EFULL for a connection
+ * closed to free a handshake slot, CC_EAHEAD (or CC_EFULL) in the
+ * CC_NODE_PEER_DOWN of a link paused too long. Failed dials are retried
+ * quietly (no event).
  *
  * A broadcast that returned CC_OK is never dropped: a closing node stamps,
  * delivers and (with a state folder) records it before it closes. (A node
