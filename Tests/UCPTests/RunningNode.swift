@@ -27,12 +27,17 @@ final class RunningNode: Sendable {
         var logger = Logger(label: name)
         logger.logLevel = .warning
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: logger)
-        let task = Task { try await group.run() }
+        // A service that fails before it listens (a port still taken, say) ends the group: that
+        // ends the wait too, instead of leaving the test to its time limit.
+        let task = Task {
+            defer { sink.finish() }
+            try await group.run()
+        }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else {
             await group.triggerGracefulShutdown()
-            _ = try? await task.value
-            throw APIError(.internalServerError, "\(name) did not start")
+            let failure = await task.result
+            throw APIError(.internalServerError, "\(name) did not start: \(failure)")
         }
         return RunningNode(port: port, group: group, task: task)
     }
