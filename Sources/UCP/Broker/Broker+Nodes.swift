@@ -60,9 +60,11 @@ extension Broker {
     /// Registers an executor after pinging `GET /ping` on each of `hosts` (the caller's own
     /// address first when listed, as UCP does) and checking that the answer names its id.
     ///
-    /// - Throws: ``BrokerError`` 400 "Could not ping to verify" when no host answers with it.
+    /// - Throws: ``BrokerError`` 400 "Could not ping to verify" when no host answers with it, 400
+    ///   for hosts or a port out of bounds (``checkRegistration(hosts:port:)``).
     public func registerExecutor(_ registration: ExecutorRegistration, remoteHost: String?) async throws(BrokerError) {
         var executor = registration.executor
+        try Self.checkRegistration(hosts: registration.hosts, port: executor.address.port)
         guard
             let host = await verify(
                 hosts: registration.hosts, port: executor.address.port, id: executor.id, remoteHost: remoteHost)
@@ -135,6 +137,7 @@ extension Broker {
     public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws(BrokerError)
     {
         let datastore = registration.datastore
+        try Self.checkRegistration(hosts: registration.hosts, port: datastore.address.port)
         guard
             let host = await verify(
                 hosts: registration.hosts, port: datastore.address.port, id: datastore.id, remoteHost: remoteHost)
@@ -169,8 +172,33 @@ extension Broker {
         gauges.datastoreHeartbeats.increment()
     }
 
+    /// The most hosts a registration may list: each is pinged in turn, so the list bounds the
+    /// work (and the calls to other machines) that one request can cause.
+    public static let maxRegistrationHosts = 16
+    /// The longest host name accepted in a registration (DNS's limit).
+    public static let maxHostLength = 253
+    /// How long one registration ping may take.
+    static let pingTimeout: Duration = .seconds(2)
+
+    /// Checks the hosts and port of a registration before any of them is pinged.
+    ///
+    /// - Throws: ``BrokerError`` 400 naming the bound: more than ``maxRegistrationHosts`` hosts,
+    ///   a host longer than ``maxHostLength`` bytes, a port outside 1...65535.
+    static func checkRegistration(hosts: [String], port: Int) throws(BrokerError) {
+        guard hosts.count <= maxRegistrationHosts else {
+            throw BrokerError(
+                .badRequest, "a registration lists \(hosts.count) hosts; at most \(maxRegistrationHosts) are pinged")
+        }
+        if let long = hosts.first(where: { $0.utf8.count > maxHostLength }) {
+            throw BrokerError(.badRequest, "a host of \(long.utf8.count) bytes is listed; at most \(maxHostLength)")
+        }
+        guard (1...65535).contains(port) else {
+            throw BrokerError(.badRequest, "the address's port \(port) is not in 1...65535")
+        }
+    }
+
     /// The first of `hosts` (the remote host first when listed) whose `GET /ping` on `port`
-    /// answers an instance name carrying `id`.
+    /// answers an instance name carrying `id`; each ping waits at most ``pingTimeout``.
     func verify(hosts: [String], port: Int, id: UUID, remoteHost: String?) async -> String? {
         var ordered = hosts
         if let remoteHost, let index = ordered.firstIndex(of: remoteHost) {
@@ -179,7 +207,8 @@ extension Broker {
         }
         for host in ordered where !host.isEmpty {
             do {
-                let name = try await client.decode(String.self, .GET, Address(host: host, port: port), "/ping")
+                let name = try await client.decode(
+                    String.self, .GET, Address(host: host, port: port), "/ping", timeout: Self.pingTimeout)
                 if Self.id(fromInstanceName: name) == id { return host }
                 logger.debug("ping answered another node", metadata: ["host": "\(host)", "name": "\(name)"])
             } catch {
