@@ -99,7 +99,9 @@ struct ClientCommand: AsyncParsableCommand {
             let folder = NSTemporaryDirectory() + "ucp-client-" + Membership.id(of: UUID())
             defer { try? FileManager.default.removeItem(atPath: folder) }
             let (ports, sink) = AsyncStream.makeStream(of: Int.self)
-            let listener = try ResultListener(folder: folder, host: "127.0.0.1", port: 0, clock: client.clock) { port in
+            let listener = try ResultListener(
+                folder: folder, host: "127.0.0.1", port: 0, clock: client.clock, auth: client.http.auth
+            ) { port in
                 sink.yield(port)
                 sink.finish()
             }

@@ -221,7 +221,8 @@ final class LocalCluster: Sendable {
     ) async throws -> T {
         var quiet = Logger(label: "ucp.results")
         quiet.logLevel = .warning
-        return try await ResultListener.serving(folder: folder + "/results", clock: client.clock, logger: quiet, body)
+        return try await ResultListener.serving(
+            folder: folder + "/results", clock: client.clock, auth: auth, logger: quiet, body)
     }
 
     /// Stops every process: SIGTERM, then SIGKILL after a grace period; executors first. Returns

@@ -58,6 +58,17 @@ struct NodeClockTests {
         #expect(throws: ClockHeaderError.self) { try ClockStamp.clock(fromHeader: value) }
     }
 
+    @Test("a member takes back a few of its own ticks from a received clock, never a claim far ahead")
+    func ownEntryBounded() {
+        let broker = NodeClock(nodeID: "b1", role: .member, clock: ["b1": 10])
+        // Restarted from a saved 10 while a client saw 20: it catches up, then ticks the receipt.
+        #expect(broker.receive(["b1": 20]).clock["b1"] == 21)
+        // A forged claim at the top of the range does not move the entry: the receipt ticks from 21.
+        #expect(broker.receive(["b1": UInt64.max, "b2": 7]).clock == ["b1": 22, "b2": 7])
+        #expect(broker.receive(["b1": 22 + NodeClock.maxOwnCatchUp + 1]).clock["b1"] == 23)
+        #expect(broker.event().clock["b1"] == 24)
+    }
+
     @Test("malformed dots are refused", arguments: ["", "x", ":1", "x:", "x:-1", "x:1.5"])
     func malformedDot(value: String) {
         #expect(Dot(header: value) == nil)

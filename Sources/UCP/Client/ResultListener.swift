@@ -38,6 +38,8 @@ public final class ResultListener: Service, Sendable {
     public let clock: NodeClock
     /// Its metrics.
     public let metrics: NodeMetrics
+    /// With a cluster key, `PUT /result` must carry a broker's proof of membership (401 otherwise).
+    public let auth: ClusterAuth?
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
     private let state = Mutex(Waiting())
@@ -54,12 +56,14 @@ public final class ResultListener: Service, Sendable {
     }
 
     /// A listener saving results into `folder` (created if missing), on `host`:`port` (UCP's
-    /// client uses 8004); `onListening` is told the port once it listens.
+    /// client uses 8004); `onListening` is told the port once it listens. With `auth` (the
+    /// cluster's key), only results a member sends with its proof are taken.
     ///
     /// - Throws: ``UnsafePath`` when the folder cannot be made.
     public init(
         folder: String, host: String = "127.0.0.1", port: Int = 8004, clock: NodeClock? = nil,
-        logger: Logger = Logger(label: "ucp.results"), onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        auth: ClusterAuth? = nil, logger: Logger = Logger(label: "ucp.results"),
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws {
         self.folder = try FileRoot(folder).path
         self.host = host
@@ -68,6 +72,7 @@ public final class ResultListener: Service, Sendable {
         let metrics = NodeMetrics()
         self.metrics = metrics
         self.duplicates = metrics.counter("ucp_client_duplicate_results_total")
+        self.auth = auth
         self.logger = logger
         self.onListening = onListening
     }
@@ -88,7 +93,8 @@ public final class ResultListener: Service, Sendable {
     public func run() async throws {
         let router = Router()
         NodeRoutes(
-            clock: clock, metrics: metrics, instanceName: NodeRoutes.instanceName(role: "client", id: clock.nodeID)
+            clock: clock, metrics: metrics, instanceName: NodeRoutes.instanceName(role: "client", id: clock.nodeID),
+            auth: auth
         ).install(on: router)
         let listener = self
         router.put("result/:job_id") { request, context in

@@ -6,12 +6,15 @@ public struct ResultZip: Sendable {
     /// Every file entry: path in the zip → bytes.
     public var entries: [String: [UInt8]]
 
-    /// The zip at `path`.
+    /// The most bytes a result zip is inflated to by default, all entries together.
+    public static let defaultMaxBytes = 256 << 20
+
+    /// The zip at `path`, inflated to at most `maxBytes` (a zip bomb stops there).
     ///
-    /// - Throws: ``ResultZipError`` when it is not a readable zip.
-    public init(path: String) throws {
+    /// - Throws: ``ResultZipError`` when it is not a readable zip or inflates past `maxBytes`.
+    public init(path: String, maxBytes: Int = defaultMaxBytes) throws {
         do {
-            try self.init(archive: try Archive(url: URL(fileURLWithPath: path), accessMode: .read))
+            try self.init(archive: try Archive(url: URL(fileURLWithPath: path), accessMode: .read), maxBytes: maxBytes)
         } catch let error as ResultZipError {
             throw error
         } catch {
@@ -19,12 +22,12 @@ public struct ResultZip: Sendable {
         }
     }
 
-    /// The zip in `bytes`.
+    /// The zip in `bytes`, inflated to at most `maxBytes`.
     ///
-    /// - Throws: ``ResultZipError`` when it is not a readable zip.
-    public init(bytes: [UInt8]) throws {
+    /// - Throws: ``ResultZipError`` when it is not a readable zip or inflates past `maxBytes`.
+    public init(bytes: [UInt8], maxBytes: Int = defaultMaxBytes) throws {
         do {
-            try self.init(archive: try Archive(data: Data(bytes), accessMode: .read))
+            try self.init(archive: try Archive(data: Data(bytes), accessMode: .read), maxBytes: maxBytes)
         } catch let error as ResultZipError {
             throw error
         } catch {
@@ -32,11 +35,19 @@ public struct ResultZip: Sendable {
         }
     }
 
-    private init(archive: Archive) throws {
+    private init(archive: Archive, maxBytes: Int) throws {
         var entries: [String: [UInt8]] = [:]
+        var total = 0
         for entry in archive where entry.type == .file {
             var data = Data()
-            _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
+            // Counted as it inflates: the sizes an entry declares are the sender's word.
+            _ = try archive.extract(entry, skipCRC32: false) { chunk in
+                total += chunk.count
+                guard total <= maxBytes else {
+                    throw ResultZipError(source: entry.path, problem: "inflates past the limit of \(maxBytes) bytes")
+                }
+                data.append(chunk)
+            }
             entries[entry.path] = Array(data)
         }
         self.entries = entries

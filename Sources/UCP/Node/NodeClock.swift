@@ -59,15 +59,16 @@ public final class NodeClock: Sendable {
     /// Merges what another node knew (pointwise maximum). A member then records the receipt as
     /// an event of its own and returns that stamp; a dotted node returns its merged clock.
     ///
-    /// A member's own entry is advanced by the member alone: nobody can have seen more of its
-    /// events than it has had, so a clock that claims more (forged, or passed on from a forger)
-    /// does not move it. A stranger can therefore never bring a member's next tick near
-    /// overflow.
+    /// A member's own entry moves forward from another node's clock by at most
+    /// ``maxOwnCatchUp``: a member restarted from a saved clock may have handed out a few ticks
+    /// it had not saved, and takes them back from the clocks it receives; a claim further ahead
+    /// (forged, or passed on from a forger) is ignored for that entry. A stranger therefore
+    /// cannot bring a member's next tick near overflow.
     @discardableResult
     public func receive(_ clock: [String: UInt64]) -> ClockStamp {
         state.withLock { s in
             for (id, count) in clock where count > s.clock[id] ?? 0 {
-                if role == .member && id == nodeID { continue }
+                if role == .member && id == nodeID && count - (s.clock[id] ?? 0) > Self.maxOwnCatchUp { continue }
                 s.clock[id] = count
             }
             if role == .member {
@@ -83,6 +84,10 @@ public final class NodeClock: Sendable {
             ClockStamp(clock: s.clock, dot: role == .dotted && s.seq > 0 ? Dot(node: nodeID, seq: s.seq) : nil)
         }
     }
+
+    /// How far a member's own entry may move forward on one received clock: far more ticks than
+    /// a member makes between two saves of its clock, far fewer than could bring it near 2^64.
+    public static let maxOwnCatchUp: UInt64 = 1 << 16
 
     /// The number of entries (the brokers this node has heard of).
     public var width: Int { state.withLock { $0.clock.count } }
