@@ -475,8 +475,8 @@ static void conn_process(node_conn *c) {
         if (r == CC_ETRUNCATED)
             break;
         if (r < 0) {
-            cc__link_close(c, CC_NODE_PROTOCOL, (int)r,
-                           !up && r == CC_ETOOBIG ? "handshake frame too big" : cc_strerror((int)r));
+            /* In the handshake, "too big" means past NODE_HANDSHAKE_FRAME. */
+            cc__link_close(c, CC_NODE_PROTOCOL, (int)r, cc_strerror((int)r));
             return;
         }
         int h = on_frame(c, &f);

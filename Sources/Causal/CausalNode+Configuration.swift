@@ -78,6 +78,12 @@ extension CausalNode {
         /// to its peers, and releases its own broadcasts, only what was confirmed: confirm
         /// every message, or the peers' send windows fill.
         public var confirmsDeliveries: Bool
+        /// The widest group this node accepts (1...65536): no slot, given here or announced
+        /// by a member, may lie at or past it, and a peer that claims a wider group is refused
+        /// or cut off. It bounds what any holder of the cluster key can make the node allocate:
+        /// each slot costs the delivery engine about 8 bytes per `sendWindow` entry (32 KiB
+        /// with the defaults, so 32 MiB at 1024).
+        public var maxWidth: Int
 
         /// Options; every argument has the C core's default.
         public init(
@@ -85,7 +91,7 @@ extension CausalNode {
             reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2),
             handshakeTimeout: Duration = .seconds(2), maxFrame: Int = Int(CC_FRAME_DEFAULT_MAX),
             maxPayload: Int = 64 * 1024, sendWindow: Int = 4096, pending: Int = 65536, stateDirectory: String? = nil,
-            confirmsDeliveries: Bool = false
+            confirmsDeliveries: Bool = false, maxWidth: Int = 1024
         ) {
             self.heartbeat = heartbeat
             self.timeout = timeout
@@ -98,6 +104,7 @@ extension CausalNode {
             self.pending = pending
             self.stateDirectory = stateDirectory
             self.confirmsDeliveries = confirmsDeliveries
+            self.maxWidth = maxWidth
         }
     }
 }
@@ -120,6 +127,10 @@ extension CausalNode.Options {
         config.send_window = try Self.size(sendWindow, "sendWindow")
         config.pending = try Self.size(pending, "pending")
         config.confirm = confirmsDeliveries ? 1 : 0
+        guard (1...65536).contains(maxWidth) else {
+            throw CausalNodeError(.invalid, detail: "maxWidth \(maxWidth) outside 1...65536")
+        }
+        config.max_width = UInt32(maxWidth)
     }
 
     private static func milliseconds(_ duration: Duration, _ name: String) throws(CausalNodeError) -> UInt32 {

@@ -88,6 +88,9 @@ public final class CausalNode: Sendable {
         guard slot >= 0, slot < width else {
             throw CausalNodeError(.invalid, detail: "slot \(slot) outside the width \(width)")
         }
+        guard width <= options.maxWidth else {
+            throw CausalNodeError(.invalid, detail: "width \(width) past maxWidth \(options.maxWidth)")
+        }
         guard (0...65535).contains(listen.port) else {
             throw CausalNodeError(.invalid, detail: "listen port \(listen.port) outside 0...65535")
         }
@@ -302,7 +305,7 @@ public final class CausalNode: Sendable {
     /// address given here from then on, whatever address the member announces. Any thread.
     ///
     /// - Throws: `.slotTaken` when `peer.slot` is this node's or a known member's,
-    ///   `.invalid` for a bad address or a slot past the widest group (65536), `.closed`
+    ///   `.invalid` for a bad address or a slot at or past `Options.maxWidth`, `.closed`
     ///   once closing.
     public func addPeer(_ peer: Peer) throws(CausalNodeError) {
         var cPeer = try peer.cPeer()
@@ -311,7 +314,7 @@ public final class CausalNode: Sendable {
         let rc = cc_node_add_peer(context.handle, &cPeer)
         context.gate.leave()
         // The C codes of cc_node_add_peer: EINVAL is the slot (self or taken), ESYS the
-        // address (checked above too), EWIDTH a slot past the widest group.
+        // address (checked above too), EWIDTH a slot at or past max_width.
         switch Int(rc) {
         case CC_OK: return
         case CC_EINVAL: throw CausalNodeError(.slotTaken, detail: "slot \(peer.slot)")
@@ -319,7 +322,7 @@ public final class CausalNode: Sendable {
             throw CausalNodeError(
                 .invalid, detail: "peer \(peer.slot): host \"\(peer.host)\" is not an IPv4 or IPv6 address")
         case CC_EWIDTH:
-            throw CausalNodeError(.invalid, detail: "peer slot \(peer.slot) past the widest group (65536 slots)")
+            throw CausalNodeError(.invalid, detail: "peer slot \(peer.slot) at or past maxWidth")
         default: throw CausalNodeError(code: rc)
         }
     }
