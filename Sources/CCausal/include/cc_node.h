@@ -65,15 +65,15 @@
  * max_width allocates O(max_width) bytes in all, not O(max_width^2).
  *
  * Hostile connections: before a peer has proven the key, a connection holds
- * a 4 KiB read buffer and nothing else, and accepts only frames of up to 256
- * bytes (HELLO and AUTH are smaller); a larger length prefix is refused at
- * once (CC_ETOOBIG), not waited for. At most 64 accepted connections may be
- * in the handshake at once (the node's own dials do not count); when one more
- * arrives, the oldest of them, preferring one that has not yet sent its
- * HELLO, is closed (CC_NODE_REFUSED, CC_EFULL), so a flood of silent
- * connections delays a member's join by a reconnect at most instead of
- * keeping it out for handshake_ms. Each must still finish within
- * handshake_ms.
+ * a 4 KiB read buffer (and two 512-byte write buffers), never more, and
+ * accepts only frames of up to 256 bytes (HELLO and AUTH are smaller); a
+ * larger length prefix is refused at once (CC_ETOOBIG), not waited for. At
+ * most 64 accepted connections may be in the handshake at once (the node's
+ * own dials do not count); when one more arrives, the oldest of them is
+ * closed (CC_NODE_REFUSED, CC_EFULL). A flood of connections then keeps a
+ * member out only while it opens 64 within one handshake (a round trip and
+ * a half), not for handshake_ms after each batch. Each must still finish
+ * within handshake_ms.
  *
  * Addresses: a member is dialed at the address this node was given for it
  * (cc_node_start's peers, cc_node_add_peer), whatever that member announces
