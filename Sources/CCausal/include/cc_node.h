@@ -212,7 +212,8 @@ typedef struct cc_node_stats {
 
 /** Any thread. Starts a member on loop with the known peers (slots != self).
  * Returns CC_OK, CC_EINVAL (also for a slot at or past max_width, or a
- * max_width past 65536), CC_ENOMEM, CC_ESYS (listen failed: the address is
+ * max_width past 65536), CC_EWIDTH (the state folder records a group wider
+ * than max_width), CC_ENOMEM, CC_ESYS (listen failed: the address is
  * in use, say) or CC_ECLOSED. A state folder that exists is reloaded. */
 int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_peer *peers, size_t npeers,
                   const cc_node_callbacks *callbacks, cc_node **out);
