@@ -200,7 +200,9 @@ struct BrokerAPITests {
     func pruning() async throws {
         let executor = FakeExecutor()
         try await withBroker({
-            $0.heartbeatInterval = .milliseconds(200); $0.failAfter = .milliseconds(800)
+            // The executor beats every 100 ms while it must be active; suspicion (at 1.6 s) and
+            // failure (3 s) leave room for beats delayed by a loaded machine.
+            $0.heartbeatInterval = .milliseconds(200); $0.failAfter = .seconds(3)
         }) { _, broker in
             let base = "http://\(broker)"
             let id = UUID()

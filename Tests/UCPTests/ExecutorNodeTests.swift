@@ -91,6 +91,9 @@ struct ExecutorNodeTests {
                 var configuration = try testExecutorConfiguration(broker: brokerAddress, rootdir: root + "/exec")
                 configuration.workers = 1
                 configuration.timeLimit = .seconds(2)
+                // Spin's limit is a fuel budget: on a loaded machine it runs several times 2 s of
+                // wall time. The grace only bounds the wait for it; the node stops once it reports.
+                configuration.shutdownGrace = .seconds(120)
                 let spin = UUID()
                 let hello = UUID()
                 try await withExecutorNode(configuration) { node, address, group in
