@@ -54,6 +54,14 @@ final class NodeProcessGroup: Sendable {
         self.proxies = proxies
     }
 
+    /// A group of `ids` that all hold one cluster key, made fresh in `folder`.
+    static func sharingOneKey(binary: String, ids: [String], folder: TemporaryFolder) throws -> NodeProcessGroup {
+        let key = folder.file("cluster.key")
+        try ClusterKey.random().write(toFile: key)
+        return try NodeProcessGroup(
+            binary: binary, ids: ids, folder: folder, keyFiles: Dictionary(uniqueKeysWithValues: ids.map { ($0, key) }))
+    }
+
     subscript(id: String) -> ChildProcess { processes.withLock { $0[id]! } }
 
     /// The arguments of `id`'s process.
@@ -238,11 +246,7 @@ struct NodeProcessTests {
         let binary = try Self.binary()
         let folder = try TemporaryFolder("ucp-node")
         defer { folder.remove() }
-        let key = folder.file("cluster.key")
-        try ClusterKey.random().write(toFile: key)
-        let group = try NodeProcessGroup(
-            binary: binary, ids: Self.ids, folder: folder,
-            keyFiles: Dictionary(uniqueKeysWithValues: Self.ids.map { ($0, key) }))
+        let group = try NodeProcessGroup.sharingOneKey(binary: binary, ids: Self.ids, folder: folder)
         try await withCleanup { cleanup in
             cleanup.add { await group.stop() }
             for id in Self.ids { try await group.start(id, stateful: true) }

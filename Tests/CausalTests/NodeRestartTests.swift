@@ -62,11 +62,7 @@ struct NodeRestartTests {
         let binary = try NodeProcessTests.binary()
         let folder = try TemporaryFolder("ucp-restart")
         defer { folder.remove() }
-        let key = folder.file("cluster.key")
-        try ClusterKey.random().write(toFile: key)
-        let group = try NodeProcessGroup(
-            binary: binary, ids: Self.ids, folder: folder,
-            keyFiles: Dictionary(uniqueKeysWithValues: Self.ids.map { ($0, key) }))
+        let group = try NodeProcessGroup.sharingOneKey(binary: binary, ids: Self.ids, folder: folder)
         try await withCleanup { cleanup in
             cleanup.add { await group.stop() }
             for id in Self.ids { try await group.start(id, stateful: true) }
