@@ -110,6 +110,8 @@ public final class Broker: Sendable {
         metrics: NodeMetrics = NodeMetrics(), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) throws(BrokerStoreError) {
         let (id, saved) = try store.identity(proposed: configuration.id)
+        // Bodies a killed broker was keeping (Broker+Data's spool) belong to requests that died with it.
+        try? FileManager.default.removeItem(atPath: configuration.rootdir + "/spool")
         self.id = id
         self.store = store
         self.configuration = configuration
