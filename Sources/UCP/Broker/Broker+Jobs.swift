@@ -154,7 +154,7 @@ extension Broker {
         let (limit, overflow) = configuration.dispatchWindow.multipliedReportingOverflow(by: cores)
         let window = overflow ? Int.max : limit
         return dispatch.withLock { state in
-            guard let held = try? store.assignedCounts()[executor.id, default: 0] else { return false }
+            guard let held = try? store.assignedCount(of: executor.id) else { return false }
             let sending = state.sending[executor.id, default: 0]
             guard held < window, sending < window - held else { return false }
             state.sending[executor.id] = sending + 1

@@ -378,6 +378,16 @@ extension BrokerStore {
         }
     }
 
+    /// How many jobs are assigned to executor `id` now (one indexed count, for the dispatch
+    /// window's check).
+    public func assignedCount(of id: UUID) throws(BrokerStoreError) -> Int {
+        try read { db in
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM jobs WHERE executor_id = ? AND state = 'assigned'",
+                arguments: [Membership.id(of: id)]) ?? 0
+        }
+    }
+
     /// How many jobs are assigned to each executor now.
     public func assignedCounts() throws(BrokerStoreError) -> [UUID: Int] {
         try read { db in
