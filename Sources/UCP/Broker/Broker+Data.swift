@@ -283,34 +283,25 @@ extension Broker {
         return chosen
     }
 
-    /// Sends `body` with `PUT path` to the node at `address` and checks the answer. A call that
-    /// got no answer because the connection was refused or closed before one came is sent again,
-    /// at most twice (a `PUT` of the same bytes: the datastore stores them again, and a client
-    /// drops a result it has), after 50 and 200 ms.
+    /// Sends `body` with `PUT path` to the node at `address` and checks the answer; a call the
+    /// connection dropped before an answer is sent again from the kept bytes (a `PUT` of the same
+    /// bytes: the datastore stores them again, and a client drops a result it has).
     func pass(_ body: SpooledBody, to address: Address, path: String, contentType: String) async throws(BrokerError) {
         let url = NodeHTTPClient.url(address, path)
-        var attempt = 0
-        while true {
-            attempt += 1
-            var request = HTTPClientRequest(url: url)
-            request.method = .PUT
-            request.headers.add(name: "Content-Type", value: contentType)
-            request.body = body.requestBody
-            let response: HTTPClientResponse
-            do {
-                response = try await client.stream(request, timeout: configuration.transferTimeout)
-            } catch {
-                guard error.mayRetry, attempt < 3 else { throw BrokerError(.badGateway, error.description) }
-                logger.info("sending again", metadata: ["url": "\(url)", "error": "\(error.detail)"])
-                try? await Task.sleep(for: .milliseconds(attempt == 1 ? 50 : 200))
-                continue
-            }
-            guard response.status.code < 400 else {
-                throw BrokerError(calling: await NodeHTTPClient.failure(response, url: url))
-            }
-            _ = try? await response.body.collect(upTo: 1 << 20)
-            return
+        var request = HTTPClientRequest(url: url)
+        request.method = .PUT
+        request.headers.add(name: "Content-Type", value: contentType)
+        request.body = body.requestBody
+        let response: HTTPClientResponse
+        do {
+            response = try await client.stream(request, timeout: configuration.transferTimeout)
+        } catch {
+            throw BrokerError(.badGateway, error.description)
         }
+        guard response.status.code < 400 else {
+            throw BrokerError(calling: await NodeHTTPClient.failure(response, url: url))
+        }
+        _ = try? await response.body.collect(upTo: 1 << 20)
     }
 
     /// `contentType` when it is multipart/form-data with a boundary.

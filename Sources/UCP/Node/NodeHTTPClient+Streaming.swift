@@ -6,19 +6,21 @@ import Synchronization
 
 extension NodeHTTPClient {
     /// Sends `request` stamped with this node's clock and returns the answer with its body still
-    /// streaming (for data passed through without buffering), after merging the clock it carries.
-    /// Unlike ``call(_:_:_:json:timeout:maxBytes:)`` it does not turn a status of 400 or more
-    /// into an error: the caller reads the status.
+    /// streaming, after merging the clock it carries; a call the connection dropped before an
+    /// answer is sent again (``retrying(_:)``), so `request`'s body must be one that can be sent
+    /// again (bytes, or a kept body). Unlike ``call(_:_:_:json:timeout:maxBytes:)`` it does not
+    /// turn a status of 400 or more into an error: the caller reads the status.
     ///
     /// - Throws: ``NodeCallError`` (no status) when there is no answer.
     func stream(_ request: HTTPClientRequest, timeout: Duration) async throws(NodeCallError) -> HTTPClientResponse {
-        var request = request
-        stamp(&request)
-        let response: HTTPClientResponse
-        do {
-            response = try await http.execute(request, timeout: .init(timeout))
-        } catch {
-            throw NodeCallError(url: request.url, failure: error)
+        let response = try await retrying { () async throws(NodeCallError) in
+            var request = request
+            stamp(&request)
+            do {
+                return try await http.execute(request, timeout: .init(timeout))
+            } catch {
+                throw NodeCallError(url: request.url, failure: error)
+            }
         }
         merge(response.headers)
         return response

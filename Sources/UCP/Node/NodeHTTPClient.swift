@@ -188,34 +188,42 @@ public final class NodeHTTPClient: Sendable {
     }
 
     /// Sends `request` (its body can be sent again: bytes, or a file read anew) and reads the
-    /// answer. A call that got no answer because the connection was refused or closed before
-    /// one came is sent again, at most twice, after 50 and 200 ms: every call between UCP nodes
-    /// is a `GET`, a `PUT` or a `DELETE` of a named thing, which the receiver can take twice. A
-    /// job id submitted twice is refused (409 at a broker), so a retried submission never runs
-    /// twice, though when the first attempt did get through its caller sees that refusal.
+    /// answer, through ``retrying(_:)``.
     private func send(_ request: HTTPClientRequest, timeout: Duration?, maxBytes: Int) async throws -> NodeAnswer {
         let url = request.url
-        var attempt = 0
-        var response: HTTPClientResponse
-        var bytes: [UInt8]
-        while true {
-            attempt += 1
+        let (response, bytes) = try await retrying { () async throws(NodeCallError) in
             var request = request
             stamp(&request)
             do {
-                response = try await http.execute(request, timeout: .init(timeout ?? defaultTimeout))
-                bytes = Array(try await response.body.collect(upTo: maxBytes).readableBytesView)
-                break
+                let response = try await http.execute(request, timeout: .init(timeout ?? defaultTimeout))
+                return (response, Array(try await response.body.collect(upTo: maxBytes).readableBytesView))
             } catch {
-                let failure = NodeCallError(url: url, failure: error)
-                guard failure.mayRetry, attempt < 3 else { throw failure }
-                try await Task.sleep(for: .milliseconds(attempt == 1 ? 50 : 200))
+                throw NodeCallError(url: url, failure: error)
             }
         }
         let clock = merge(response.headers)
         let status = Int(response.status.code)
         if status >= 400 { throw NodeCallError(url: url, status: status, body: bytes) }
         return NodeAnswer(status: status, body: bytes, clock: clock)
+    }
+
+    /// Runs `attempt`, and runs it again, at most twice, after 50 and 200 ms, when it got no
+    /// answer because the connection was refused or closed before one came
+    /// (``NodeCallError/mayRetry``). Every call between UCP nodes is a `GET`, a `PUT` or a
+    /// `DELETE` of a named thing, which the receiver can take twice. A job id submitted twice is
+    /// refused (409 at a broker), so a retried submission never runs twice, though when the first
+    /// attempt did get through its caller sees that refusal.
+    func retrying<T>(_ attempt: () async throws(NodeCallError) -> T) async throws(NodeCallError) -> T {
+        var tries = 0
+        while true {
+            tries += 1
+            do {
+                return try await attempt()
+            } catch {
+                guard error.mayRetry, tries < 3 else { throw error }
+                try? await Task.sleep(for: .milliseconds(tries == 1 ? 50 : 200))
+            }
+        }
     }
 }
 
