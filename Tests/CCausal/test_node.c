@@ -222,8 +222,9 @@ static cc_node_peer peer_at(uint32_t slot, uint16_t port) {
 }
 
 /* Starts a member whose checker carries on from `old` (what an earlier
- * incarnation of the slot delivered), or from nothing. The checker state is
- * in place before the node can deliver anything. */
+ * incarnation of the slot delivered, and whether it checks as a joiner), or
+ * from nothing. The checker state is in place before the node can deliver
+ * anything. */
 static int start_from(tnode *t, const tnode *old, const cc_node_config *cfg, const cc_node_peer *peers,
                       size_t np) {
     pthread_mutex_lock(&mu);
@@ -233,6 +234,7 @@ static int start_from(tnode *t, const tnode *old, const cc_node_config *cfg, con
         memcpy(t->got, old->got, sizeof old->got);
         t->delivered = old->delivered;
         t->violations = old->violations;
+        t->joiner = old->joiner;
     }
     pthread_mutex_unlock(&mu);
     t->slot = cfg->self;
@@ -1728,11 +1730,10 @@ static void test_crash(void) {
     uint64_t last = last_logged();
     CHECK(last >= X_KILL);
 
-    tnode t;
-    REQUIRE(start(&t, &c, NULL, 0));
-    pthread_mutex_lock(&mu);
-    t.joiner = 1; /* starts wherever the folder says: first[] tells */
-    pthread_mutex_unlock(&mu);
+    /* A joiner from the start: it starts wherever the folder says (first[]
+     * tells), and may deliver before cc_node_start has returned here. */
+    tnode t, fresh = {.joiner = 1};
+    REQUIRE(start_from(&t, &fresh, &c, NULL, 0));
     uint8_t buf[128];
     CHECK_EQ(cc_node_broadcast(t.node, buf, payload(buf, 0, (uint32_t)last), CC_LEVEL_LOW, 0), CC_OK);
     group_wait g = {.t = &t, .count = 0, .each = last + 1};
