@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev libjemalloc-dev libsodium-dev libsqlite3-dev cmake pk
 
 BUSY_RUNS ?= 3
 
-.PHONY: all deps build demo demo-busy test test-busy test-c test-c-sanitized test-swift bench bench-c bench-jobs \
+.PHONY: all deps build demo demo-busy test test-busy test-c test-c-sanitized test-c-tsan test-swift bench bench-c bench-jobs \
 	format lint clean
 
 all: build
@@ -35,7 +35,7 @@ demo: deps
 	$(DEBUG_BUILD)
 	$$($(SWIFT) build --show-bin-path)/ucp demo
 
-test: deps test-c test-c-sanitized test-swift
+test: deps test-c test-c-sanitized test-c-tsan test-swift
 
 # `make test` and `make demo` $(BUSY_RUNS) times in a row while `yes` keeps one core busy: every
 # time-dependent expectation must hold on a loaded machine. Stops at the first failure.
@@ -62,6 +62,15 @@ test-c-sanitized: deps
 	cmake -S . -B build-sanitized -DCMAKE_BUILD_TYPE=Debug -DCC_SANITIZE=ON >/dev/null
 	cmake --build build-sanitized -j $(JOBS)
 	ctest --test-dir build-sanitized --output-on-failure
+
+# ThreadSanitizer over the areas where threads meet (CMakeLists.txt lists them; Tests/CCausal/tsan.supp
+# holds its suppressions). gcc, whose libtsan comes with it on Debian: the Swift toolchain's clang links
+# a TSan runtime that needs libdispatch.
+TSAN_CC ?= gcc
+test-c-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCC_TSAN=ON -DCMAKE_C_COMPILER=$(TSAN_CC) >/dev/null
+	cmake --build build-tsan -j $(JOBS)
+	ctest --test-dir build-tsan --output-on-failure
 
 # Two passes: the in-process suites in parallel, then the suites that start `ucp` processes or
 # load the machine (process faults, 10,000 queued jobs, the demo) one at a time, so that on two
@@ -96,4 +105,4 @@ lint:
 	$(SWIFT) format lint --recursive Sources Tests
 
 clean:
-	rm -rf .build build build-sanitized Benchmarks/.build
+	rm -rf .build build build-sanitized build-tsan Benchmarks/.build
