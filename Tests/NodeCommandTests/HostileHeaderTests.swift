@@ -30,7 +30,7 @@ struct HostileHeaderTests {
         return Int(response.status.code)
     }
 
-    @Test("a clock claiming the broker's own entry at 2^64-1, on a GET and on a PUT, does not move it")
+    @Test("a clock claiming the broker's own entry at 2^64-1 and an unknown id, on a GET and a PUT, changes neither")
     func forgedOwnEntry() async throws {
         try await ProcessNodes.withNodes("forged-clock") { nodes in
             let broker = try nodes.broker()
@@ -49,6 +49,8 @@ struct HostileHeaderTests {
             let view = try await http.decode(ClockView.self, .GET, broker, "/clock")
             let own = try #require(view.stamp.clock[id])
             #expect(own < 1_000_000, "the broker's own entry is \(own)")
+            // A stranger cannot add ids to the broker's clock: "other" is no broker it knows.
+            #expect(view.stamp.clock.keys.sorted() == [id], "\(view.stamp)")
             #expect(nodes.isRunning("broker"))
         }
     }

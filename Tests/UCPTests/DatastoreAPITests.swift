@@ -37,13 +37,15 @@ func multipart(field: String = "data", _ content: [UInt8], boundary: String = "b
     return (buffer, "multipart/form-data; boundary=\(boundary)")
 }
 
-/// Sends a request and returns the status and the body (at most 64 MiB).
-func call(_ method: HTTPMethod, _ url: String, body: ByteBuffer? = nil, contentType: String? = nil) async throws
-    -> (HTTPResponseStatus, ByteBuffer, HTTPHeaders)
-{
+/// Sends a request with `headers` added and returns the status and the body (at most 64 MiB).
+func call(
+    _ method: HTTPMethod, _ url: String, body: ByteBuffer? = nil, contentType: String? = nil,
+    headers: [(String, String)] = []
+) async throws -> (HTTPResponseStatus, ByteBuffer, HTTPHeaders) {
     var request = HTTPClientRequest(url: url)
     request.method = method
     if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
     if let body { request.body = .bytes(body) }
     let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
     return (response.status, try await response.body.collect(upTo: 64 << 20), response.headers)

@@ -176,20 +176,33 @@ struct ExecutorEmergencyTests {
 
     // MARK: - Emergency mode
 
-    static func notice(_ level: EmergencyLevel?, _ clock: [String: UInt64], reason: String = "drill") -> EmergencyNotice
-    {
-        EmergencyNotice(level: level, reason: reason, origin: "b1", stamp: ClockStamp(clock: clock))
+    /// A notice of the test broker, stamped with its clock's next event.
+    static func notice(_ level: EmergencyLevel?, from broker: TestBroker, reason: String = "drill") -> EmergencyNotice {
+        EmergencyNotice(level: level, reason: reason, origin: "test-broker", stamp: broker.routes.clock.event())
     }
 
-    func put(_ notice: EmergencyNotice, to address: Address) async throws -> EmergencyApplyAnswer {
-        let (status, body) = try await putEmergency(ByteBuffer(bytes: try UCPJSON.encode(notice)), to: address)
-        #expect(status == .ok)
+    /// Sends `notice` as the test broker does, with its clock, once the executor knows it.
+    func put(_ notice: EmergencyNotice, from broker: TestBroker, to address: Address) async throws
+        -> EmergencyApplyAnswer
+    {
+        let (status, body) = try await putEmergency(
+            ByteBuffer(bytes: try UCPJSON.encode(notice)), to: address, clock: broker.routes.clock.now().clock)
+        #expect(status == .ok, "\(String(buffer: body))")
         return try UCPJSON.decode(EmergencyApplyAnswer.self, from: Data(body.readableBytesView))
     }
 
-    func putEmergency(_ body: ByteBuffer, to address: Address) async throws -> (HTTPResponseStatus, ByteBuffer) {
+    /// Sends `body` to `PUT /emergency`, with `clock` as the request's clock when given, once
+    /// the executor has learned the test broker from its answers (registration, heartbeats).
+    func putEmergency(_ body: ByteBuffer, to address: Address, clock: [String: UInt64]? = nil) async throws
+        -> (HTTPResponseStatus, ByteBuffer)
+    {
+        try await eventually("the executor knows its broker") {
+            let (_, view, _) = try await call(.GET, "http://\(address)/clock")
+            return try UCPJSON.decode(ClockView.self, from: Data(view.readableBytesView)).stamp.clock["test-broker"] != nil
+        }
+        let headers = clock.map { [(ClockStamp.clockHeader, ClockStamp(clock: $0).clockHeaderValue)] } ?? []
         let (status, answer, _) = try await call(
-            .PUT, "http://\(address)/emergency", body: body, contentType: "application/json")
+            .PUT, "http://\(address)/emergency", body: body, contentType: "application/json", headers: headers)
         return (status, answer)
     }
 
@@ -209,8 +222,8 @@ struct ExecutorEmergencyTests {
     @Test("the emergency mode holds queued jobs below its level back and releases them when cleared")
     func modeHoldsBack() async throws {
         try await withNode({ $0.workers = 2 }) { broker, executor, address, _ in
-            let raise = Self.notice(.high, ["b1": 1])
-            let raised = try await put(raise, to: address)
+            let raise = Self.notice(.high, from: broker)
+            let raised = try await put(raise, from: broker, to: address)
             #expect(raised.applied && raised.current == raise)
             #expect(try await metrics(at: address).contains("ucp_executor_emergency_level 3"))
 
@@ -222,8 +235,8 @@ struct ExecutorEmergencyTests {
             #expect(executor.status(of: low)?.state == .queued)
             #expect(broker[\.done].count == 1)
 
-            let clear = Self.notice(nil, ["b1": 2])
-            let cleared = try await put(clear, to: address)
+            let clear = Self.notice(nil, from: broker)
+            let cleared = try await put(clear, from: broker, to: address)
             #expect(cleared.applied && cleared.current == clear)
             try await eventually("the LOW job done") { broker[\.done].contains(low.uuidString.lowercased()) }
             let answer = try await mode(at: address)
@@ -235,29 +248,34 @@ struct ExecutorEmergencyTests {
 
     @Test("a stale notice is not applied")
     func staleNotice() async throws {
-        try await withNode { _, executor, address, _ in
-            let early = Self.notice(nil, ["b1": 1])
-            let late = Self.notice(.critical, ["b1": 2])
-            #expect(try await put(late, to: address).applied)
-            let stale = try await put(early, to: address)
+        try await withNode { broker, executor, address, _ in
+            let early = Self.notice(nil, from: broker)
+            let late = Self.notice(.critical, from: broker)
+            #expect(try await put(late, from: broker, to: address).applied)
+            let stale = try await put(early, from: broker, to: address)
             #expect(!stale.applied)
             #expect(stale.current == late)
-            #expect(!(try await put(late, to: address).applied))
+            #expect(!(try await put(late, from: broker, to: address).applied))
             let answer = try await mode(at: address)
             #expect(answer.current == late && answer.applied == [late])
             #expect(executor.emergencyMode.level == .critical)
         }
     }
 
-    @Test("bad input to PUT /emergency is answered 400 or 413 and changes nothing")
+    @Test("bad input to PUT /emergency is answered 400, 403 or 413 and changes nothing")
     func badEmergencyInput() async throws {
-        try await withNode { _, executor, address, _ in
+        try await withNode { broker, executor, address, _ in
             var unknown =
-                try JSONSerialization.jsonObject(with: try UCPJSON.encode(Self.notice(.high, ["b1": 1])))
+                try JSONSerialization.jsonObject(with: try UCPJSON.encode(Self.notice(.high, from: broker)))
                 as! [String: Any]
             unknown["level"] = "SEVERE"
             let long = Self.notice(
-                .high, ["b1": 1], reason: String(repeating: "x", count: EmergencyNotice.maxReasonLength + 1))
+                .high, from: broker, reason: String(repeating: "x", count: EmergencyNotice.maxReasonLength + 1))
+            // A stamp at the top of the range, sent with a clock claiming as much, would beat
+            // every later notice of the broker; and a broker the executor never heard of.
+            var forged = Self.notice(.critical, from: broker)
+            forged.stamp.clock["test-broker"] = UInt64.max
+            let stranger = EmergencyNotice(level: .critical, reason: "x", origin: "b9", stamp: ClockStamp())
             let cases: [(ByteBuffer, HTTPResponseStatus, String)] = [
                 (ByteBuffer(string: "{"), .badRequest, "malformed"),
                 (ByteBuffer(string: #"{"level": "HIGH"}"#), .badRequest, "malformed"),
@@ -266,19 +284,28 @@ struct ExecutorEmergencyTests {
                     "unknown emergency level"
                 ),
                 (ByteBuffer(bytes: try UCPJSON.encode(long)), .badRequest, "reason"),
+                (ByteBuffer(bytes: try UCPJSON.encode(forged)), .badRequest, "ahead of what this executor has seen"),
+                (ByteBuffer(bytes: try UCPJSON.encode(stranger)), .forbidden, "does not know"),
                 (
                     ByteBuffer(repeating: UInt8(ascii: " "), count: ExecutorAPI.maxEmergencyBytes + 1),
                     .payloadTooLarge, "larger"
                 ),
             ]
+            let claim = ["test-broker": UInt64.max]
             for (body, expected, words) in cases {
-                let (status, answer) = try await putEmergency(body, to: address)
+                let (status, answer) = try await putEmergency(body, to: address, clock: claim)
                 #expect(status == expected, "\(words)")
                 #expect(String(buffer: answer).contains(words), "\(String(buffer: answer))")
             }
             let answer = try await mode(at: address)
             #expect(answer.current == nil && answer.applied.isEmpty)
             #expect(executor.emergencyMode == EmergencyMode())
+            // The broker's own notices still apply, each after the one before.
+            let raise = Self.notice(.high, from: broker)
+            #expect(try await put(raise, from: broker, to: address).applied)
+            let clear = Self.notice(nil, from: broker)
+            #expect(try await put(clear, from: broker, to: address).applied)
+            #expect(executor.emergencyMode.current == clear)
         }
     }
 
@@ -286,9 +313,11 @@ struct ExecutorEmergencyTests {
     func emergencyNeedsProof() async throws {
         let key = ClusterKey.random()
         try await withNode({ $0.auth = ClusterAuth(key: key) }) { _, executor, address, _ in
-            let member = NodeHTTPClient(clock: NodeClock(nodeID: "b1", role: .member), auth: ClusterAuth(key: key))
+            // A broker the executor has not heard of yet: its proven request introduces it.
+            let b1 = NodeClock(nodeID: "b1", role: .member)
+            let member = NodeHTTPClient(clock: b1, auth: ClusterAuth(key: key))
             let stranger = NodeHTTPClient(clock: NodeClock(nodeID: "x", role: .member))
-            let notice = Self.notice(.high, ["b1": 1])
+            let notice = EmergencyNotice(level: .high, reason: "drill", origin: "b1", stamp: b1.event())
             do {
                 let refused = await #expect(throws: NodeCallError.self) {
                     try await stranger.call(.PUT, address, "/emergency", json: notice)

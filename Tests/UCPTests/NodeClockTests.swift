@@ -9,7 +9,7 @@ struct NodeClockTests {
         let broker = NodeClock(nodeID: "b1", role: .member)
         #expect(broker.now().clock == ["b1": 0])
         #expect(broker.event().clock == ["b1": 1])
-        let after = broker.receive(["b1": 0, "b2": 7])
+        let after = broker.receive(["b1": 0, "b2": 7], from: .group)
         #expect(after.clock == ["b1": 2, "b2": 7])
         #expect(after.dot == nil)
         #expect(broker.width == 2)
@@ -18,7 +18,7 @@ struct NodeClockTests {
     @Test("a dotted node owns no entry: width stays the brokers' however many events it has")
     func dotted() {
         let executor = NodeClock(nodeID: "x", role: .dotted)
-        executor.receive(["b1": 3])
+        executor.receive(["b1": 3], from: .group)
         let first = executor.event()
         let second = executor.event()
         #expect(first == ClockStamp(clock: ["b1": 3], dot: Dot(node: "x", seq: 1)))
@@ -64,9 +64,40 @@ struct NodeClockTests {
         // Restarted from a saved 10 while a client saw 20: it catches up, then ticks the receipt.
         #expect(broker.receive(["b1": 20]).clock["b1"] == 21)
         // A forged claim at the top of the range does not move the entry: the receipt ticks from 21.
-        #expect(broker.receive(["b1": UInt64.max, "b2": 7]).clock == ["b1": 22, "b2": 7])
+        #expect(broker.receive(["b1": UInt64.max, "b2": 7], from: .group).clock == ["b1": 22, "b2": 7])
         #expect(broker.receive(["b1": 22 + NodeClock.maxOwnCatchUp + 1]).clock["b1"] == 23)
         #expect(broker.event().clock["b1"] == 24)
+    }
+
+    @Test("a peer's clock moves only the entries a node knows, each by a bounded step")
+    func peerBounded() {
+        let broker = NodeClock(nodeID: "b1", role: .member, clock: ["b2": 5])
+        // A stranger's clock: the unknown id is ignored, the forged value becomes a bounded step.
+        let after = broker.receive(["b2": UInt64.max, "stranger": 9])
+        #expect(after.clock == ["b1": 1, "b2": 5 + NodeClock.maxAdvance])
+        #expect(broker.receive(["b2": 7]).clock == ["b1": 2, "b2": 5 + NodeClock.maxAdvance])
+
+        // A dotted node learns the group only from the group (its broker's answers).
+        let executor = NodeClock(nodeID: "x", role: .dotted)
+        #expect(executor.receive(["b1": 3]).clock.isEmpty)
+        #expect(executor.receive(["b1": 3], from: .group).clock == ["b1": 3])
+        #expect(executor.receive(["b1": 10, "b9": 1]).clock == ["b1": 10])
+    }
+
+    @Test("even the group cannot widen a clock past the widest accepted")
+    func groupWidthBounded() {
+        let executor = NodeClock(nodeID: "x", role: .dotted)
+        let wide = Dictionary(uniqueKeysWithValues: (0..<(ClockStamp.maxEntries + 50)).map { ("b\($0)", UInt64(1)) })
+        #expect(executor.receive(wide, from: .group).clock.count == ClockStamp.maxEntries)
+    }
+
+    @Test("the entry sum that orders concurrent writes saturates instead of wrapping")
+    func entrySum() {
+        #expect(ClockStamp(clock: ["a": 2, "b": 3]).entrySum == 5)
+        let huge = ClockStamp(clock: ["a": UInt64.max, "b": 2])
+        #expect(huge.entrySum == UInt64(Int64.max))
+        #expect(ClockStamp(clock: ["a": UInt64(Int64.max), "b": 1]).entrySum == UInt64(Int64.max))
+        #expect(RowVersion(stamp: huge, origin: "b1") > RowVersion(stamp: ClockStamp(clock: ["a": 9]), origin: "b9"))
     }
 
     @Test("malformed dots are refused", arguments: ["", "x", ":1", "x:", "x:-1", "x:1.5"])

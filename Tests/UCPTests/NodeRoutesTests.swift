@@ -24,9 +24,10 @@ func withServer<Context: RequestContext>(
 
 @Suite("Every node's clock, ping and metrics over loopback", .timeLimit(.minutes(2)))
 struct NodeRoutesTests {
-    static func broker() -> (Router<BasicRequestContext>, NodeRoutes) {
+    /// A member `b1` that knows the brokers in `known`.
+    static func broker(known: [String: UInt64] = [:]) -> (Router<BasicRequestContext>, NodeRoutes) {
         let routes = NodeRoutes(
-            clock: NodeClock(nodeID: "b1", role: .member), metrics: NodeMetrics(),
+            clock: NodeClock(nodeID: "b1", role: .member, clock: known), metrics: NodeMetrics(),
             instanceName: NodeRoutes.instanceName(role: "broker", id: "b1"))
         let router = Router()
         routes.install(on: router)
@@ -40,16 +41,17 @@ struct NodeRoutesTests {
 
     @Test("a request's clock is merged, and every answer, errors too, carries the node's clock")
     func merge() async throws {
-        let (router, routes) = Self.broker()
+        let (router, routes) = Self.broker(known: ["b2": 0])
         try await withServer(router) { port in
-            let caller = NodeClock(nodeID: "x", role: .dotted, clock: ["b2": 9])
+            let caller = NodeClock(nodeID: "x", role: .dotted, clock: ["b2": 9, "b3": 4])
             let client = NodeHTTPClient(clock: caller)
             defer { Task { await client.shutdown() } }
             let address = Address(host: "127.0.0.1", port: port)
             let answer = try await client.call(.PUT, address, "/event")
-            // The broker merged b2 = 9, ticked for the receipt (1) and for the event (2).
+            // The broker merged b2 = 9 (a broker it knows; b3 it does not), ticked for the receipt
+            // (1) and for the event (2). The caller learns b1 from the answer.
             #expect(answer.text == #"{"b1":2,"b2":9}"#)
-            #expect(caller.now().clock == ["b1": 2, "b2": 9])
+            #expect(caller.now().clock == ["b1": 2, "b2": 9, "b3": 4])
             #expect(caller.now().dot == Dot(node: "x", seq: 1))
 
             let error = await #expect(throws: NodeCallError.self) {

@@ -134,7 +134,7 @@ public enum ReplicaValue: Sendable, Hashable, Codable {
 }
 
 /// The version of a replicated write: the sum of the writing broker's clock entries when it sent
-/// the write, then that broker's id.
+/// the write (``ClockStamp/entrySum``, which never wraps), then that broker's id.
 ///
 /// Ordered by `(sum, origin)`. A write that happened after another (its broker had seen the
 /// other's clock) has a larger sum, so the order extends the causal order to a total one: every
@@ -153,7 +153,7 @@ public struct RowVersion: Sendable, Hashable, Codable, Comparable {
 
     /// The version of a write stamped `stamp` by `origin`.
     public init(stamp: ClockStamp, origin: String) {
-        self.init(sum: stamp.clock.values.reduce(0, &+), origin: origin)
+        self.init(sum: stamp.entrySum, origin: origin)
     }
 
     /// `(sum, origin)` order.

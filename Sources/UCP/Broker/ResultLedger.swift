@@ -190,8 +190,8 @@ public struct ResultLedger: Sendable {
         case .before: return true
         case .after: return false
         case .equal, .concurrent:
-            let sa = a.stamp.clock.values.reduce(0, &+)
-            let sb = b.stamp.clock.values.reduce(0, &+)
+            let sa = a.stamp.entrySum
+            let sb = b.stamp.entrySum
             if sa != sb { return sa < sb }
             return (a.executor.map { Membership.id(of: $0) } ?? "") < (b.executor.map { Membership.id(of: $0) } ?? "")
         }

@@ -12,7 +12,7 @@ import Logging
 /// | `GET /job/list` | the ids of the jobs here |
 /// | `DELETE /job/{job_id}` | `null`; 404 `Job not found` |
 /// | `GET /job/{job_id}` | extension: the job's ``ExecutorJobStatus`` (state, outcome, stamped events); 404 unknown |
-/// | `PUT /emergency` (body ``EmergencyNotice``) | extension: applies the notice to the executor's emergency mode (``Executor/applyEmergency(_:)``); ``EmergencyApplyAnswer`` `{"applied": bool, "current": notice or null}`; 400 malformed JSON, an unknown level or a reason over ``EmergencyNotice/maxReasonLength`` characters; 413 a body over ``maxEmergencyBytes`` |
+/// | `PUT /emergency` (body ``EmergencyNotice``) | extension: applies the notice to the executor's emergency mode (``Executor/applyEmergency(_:)``); ``EmergencyApplyAnswer`` `{"applied": bool, "current": notice or null}`; 400 malformed JSON, an unknown level, a reason over ``EmergencyNotice/maxReasonLength`` characters or a stamp ahead of the executor's clock; 403 a notice whose origin is not a broker the executor knows; 413 a body over ``maxEmergencyBytes`` |
 /// | `GET /emergency` | extension: ``EmergencyView`` `{"current": notice or null, "applied": [notices in applied order]}` |
 /// | `GET /ping`, `GET /clock`, `GET /metrics` | as every node answers them (``NodeRoutes``) |
 ///
@@ -86,6 +86,7 @@ public struct ExecutorAPI: Sendable {
         }
         router.put("emergency") { request, _ in
             let notice = try await Self.emergencyNotice(request)
+            try Self.check(notice, seen: api.node.clock.now().clock)
             let (applied, current) = api.executor.applyEmergency(notice)
             return try JSONResponse.ok(EmergencyApplyAnswer(applied: applied, current: current))
         }
@@ -119,6 +120,25 @@ public struct ExecutorAPI: Sendable {
                 .badRequest, "the reason has \(notice.reason.count) characters, over the limit of \(limit)")
         }
         return notice
+    }
+
+    /// Refuses a notice that cannot come from this executor's broker group: its origin must be
+    /// a broker the executor has heard of (an entry of its clock, learned from its broker), and
+    /// its stamp may not be ahead of what the executor has seen, the request's own clock
+    /// included (a stamp of 2^64-1 would otherwise beat every later notice).
+    ///
+    /// - Throws: ``APIError`` 403 for an unknown origin, 400 for a stamp ahead of `seen`.
+    static func check(_ notice: EmergencyNotice, seen: [String: UInt64]) throws {
+        guard seen[notice.origin] != nil else {
+            throw APIError(
+                .forbidden, "the notice comes from broker \(notice.origin.prefix(80)), which this executor does not know")
+        }
+        if let (id, value) = notice.stamp.clock.first(where: { $0.value > seen[$0.key] ?? 0 }) {
+            throw APIError(
+                .badRequest,
+                "the notice's stamp is ahead of what this executor has seen: \(id.prefix(80)) at \(value), seen"
+                    + " \(seen[id] ?? 0)")
+        }
     }
 
     /// The `job_id` path parameter as a UUID; 422 otherwise, as FastAPI answers.

@@ -169,6 +169,11 @@ public final class ExecutorNode: Service, Sendable {
                     address: Address(host: "", port: port), id: executor.id, curCaps: capabilities,
                     lastUpdate: Date().timeIntervalSince1970))
             do {
+                // The broker's clock first (its answer to a call teaches this executor the broker
+                // group): the broker pushes the emergency notice in force as soon as it has
+                // registered us, possibly before its answer to the registration arrives, and a
+                // notice from a broker this executor does not know is refused.
+                try await executor.http.call(.GET, configuration.broker, "/ping", timeout: .seconds(30))
                 try await executor.http.call(.PUT, configuration.broker, UCPPaths.register, json: body, timeout: .seconds(30))
                 executor.metrics.registrationsOK.increment()
                 executor.metrics.clockWidth.record(executor.clock.width)

@@ -211,11 +211,16 @@ public final class BrokerFederation: Sendable {
                 s.peers[message.sender]?.address = decoded.address
                 s.peers[message.sender]?.delivered = message.sequence
             }
+            // The clock first: the notice is pushed to this broker's executors with this
+            // broker's clock, which must not be behind the notice's stamp (they refuse a notice
+            // stamped ahead of what they have seen).
+            if decoded.origin != broker.nodeID {
+                _ = broker.clock.receive(decoded.stamp.clock, from: .group)
+            }
             if let notice = decoded.emergency {
                 await broker.applyEmergency(notice)
             }
             guard decoded.origin != broker.nodeID else { continue }
-            _ = broker.clock.receive(decoded.stamp.clock)
             guard !decoded.rows.isEmpty else { continue }
             do {
                 let outcome = try broker.store.applyReplica(decoded.rows, selfID: broker.nodeID) {

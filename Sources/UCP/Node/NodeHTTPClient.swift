@@ -177,13 +177,15 @@ public final class NodeHTTPClient: Sendable {
         return rest[slash] == "?" ? "/" + rest[slash...] : String(rest[slash...])
     }
 
-    /// Merges the clock an answer carries (a malformed one is ignored) and returns it.
+    /// Merges the clock an answer carries (a malformed one is ignored) and returns it. A dotted
+    /// node learns the broker group from the nodes it calls (``NodeClock/Source/group``); a
+    /// member learns it only from its federation, so the answers it gets are a peer's clock.
     @discardableResult
     func merge(_ headers: HTTPHeaders) -> [String: UInt64]? {
         guard let value = headers.first(name: ClockStamp.clockHeader),
             let clock = try? ClockStamp.clock(fromHeader: value)
         else { return nil }
-        self.clock.receive(clock)
+        self.clock.receive(clock, from: self.clock.role == .dotted ? .group : .peer)
         return clock
     }
 

@@ -11,8 +11,11 @@ import Hummingbird
 /// | `GET /clock` | the node's ``ClockStamp`` as JSON, plus `"node"` and `"role"` |
 /// | `GET /metrics` | Prometheus' text format |
 ///
-/// Every request that carries `X-UCP-Clock` has it merged into the node's clock; a malformed
-/// clock or dot header is answered 400 before the route runs. Every answer, errors included,
+/// Every request that carries `X-UCP-Clock` has it merged into the node's clock as a peer's
+/// (``NodeClock/Source/peer``: known broker ids only, each moved a bounded step); with a
+/// cluster key, only the clocks of requests with a proof are merged, and a dotted node takes
+/// them as the group's (``NodeClock/Source/group``). A malformed clock or dot header is
+/// answered 400 before the route runs. Every answer, errors included,
 /// carries the node's clock (and, for dotted nodes, its latest dot). Requests without a clock
 /// (plain UCP clients) are served as UCP serves them.
 public struct NodeRoutes: Sendable {
@@ -158,8 +161,12 @@ struct ClockMiddleware<Context: RequestContext>: RouterMiddleware {
             // With a key, only a request whose proof was checked changes the clock: a reading
             // request is not asked for one, so its clock is parsed (and refused when malformed)
             // but not merged.
+            // A dotted node learns the broker group from a proven request too (the federation's
+            // brokers are keyed): a notice a peer broker raised reaches it before its next
+            // heartbeat tells it of that broker. A member learns it only from its federation.
             if let stamp = try ClockStamp.of(request), auth == nil || !reading {
-                clock.receive(stamp.clock)
+                let proven = auth != nil
+                clock.receive(stamp.clock, from: proven && clock.role == .dotted ? .group : .peer)
             }
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
