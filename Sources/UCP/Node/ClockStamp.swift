@@ -22,11 +22,8 @@ public struct Dot: Sendable, Hashable, Codable, CustomStringConvertible {
 
     /// Reads the header form `node:seq` (the node part may not be empty; seq is decimal).
     public init?(header: some StringProtocol) {
-        guard let colon = header.lastIndex(of: ":") else { return nil }
-        let node = header[..<colon]
-        guard !node.isEmpty, node.count <= ClockStamp.maxNodeIDLength, let seq = UInt64(header[header.index(after: colon)...])
-        else { return nil }
-        self.init(node: String(node), seq: seq)
+        guard let (node, seq) = HeaderValues.dot(header) else { return nil }
+        self.init(node: node, seq: seq)
     }
 }
 
@@ -51,14 +48,14 @@ public struct ClockStamp: Sendable, Hashable, Codable, CustomStringConvertible {
 
     /// Most entries a received clock may have: clocks are as wide as the broker group, so a
     /// wider one is malformed (or hostile) and refused before it is merged.
-    public static let maxEntries = 1024
+    public static let maxEntries = HeaderValues.maxClockEntries
     /// Longest node id accepted in a clock or dot.
-    public static let maxNodeIDLength = 128
+    public static let maxNodeIDLength = HeaderValues.maxNodeIDLength
 
     /// The header that carries the clock.
-    public static let clockHeader = "X-UCP-Clock"
+    public static let clockHeader = HeaderValues.clockHeader
     /// The header that carries the dot.
-    public static let dotHeader = "X-UCP-Dot"
+    public static let dotHeader = HeaderValues.dotHeader
 
     /// The clock as the `X-UCP-Clock` header's value: a JSON object with sorted keys.
     public var clockHeaderValue: String {
@@ -71,23 +68,7 @@ public struct ClockStamp: Sendable, Hashable, Codable, CustomStringConvertible {
     ///
     /// - Throws: ``ClockHeaderError`` saying what is wrong.
     public static func clock(fromHeader value: some StringProtocol) throws(ClockHeaderError) -> [String: UInt64] {
-        guard value.utf8.count <= maxEntries * (maxNodeIDLength + 24) else {
-            throw ClockHeaderError("\(clockHeader) is longer than \(maxEntries) entries can be")
-        }
-        let entries: [String: UInt64]
-        do {
-            entries = try JSONDecoder().decode([String: UInt64].self, from: Data(value.utf8))
-        } catch {
-            throw ClockHeaderError(
-                "\(clockHeader) must be a JSON object of node ids to unsigned integers, not \(value.prefix(80))")
-        }
-        guard entries.count <= maxEntries else {
-            throw ClockHeaderError("\(clockHeader) has \(entries.count) entries; at most \(maxEntries) are accepted")
-        }
-        if let bad = entries.keys.first(where: { $0.isEmpty || $0.count > maxNodeIDLength }) {
-            throw ClockHeaderError("\(clockHeader) has a node id of \(bad.count) characters (1...\(maxNodeIDLength))")
-        }
-        return entries
+        try HeaderValues.clock(value)
     }
 
     /// How this stamp relates to `other` by clocks alone (missing entries count as 0).
@@ -127,15 +108,4 @@ public enum StampOrder: Sendable, Hashable {
     case equal
     /// Neither happened before the other.
     case concurrent
-}
-
-/// A malformed `X-UCP-Clock` or `X-UCP-Dot` header.
-public struct ClockHeaderError: Error, Hashable, CustomStringConvertible {
-    /// What is wrong.
-    public var description: String
-
-    /// An error saying `description`.
-    public init(_ description: String) {
-        self.description = description
-    }
 }

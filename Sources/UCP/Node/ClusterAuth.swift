@@ -41,13 +41,10 @@ public struct ClusterAuth: Sendable, Hashable {
         method: String, path: String, clock: String?, dot: String?, proof: String?, now seconds: Int64
     ) -> String? {
         guard let proof else { return "\(Self.header) is missing: this cluster requires proof of membership" }
-        let parts = proof.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2, let sent = Int64(parts[0]), parts[1].utf8.count == 2 * ClusterKey.authenticatorByteCount,
-            let tag = Self.bytes(hex: parts[1])
-        else { return "\(Self.header) must be <unix seconds>:<\(2 * ClusterKey.authenticatorByteCount) hex digits>" }
-        // The time is the sender's number: compared without arithmetic that could overflow.
-        let (skew, overflow) = sent.subtractingReportingOverflow(seconds)
-        guard !overflow, skew.magnitude <= maxSkew.components.seconds.magnitude else {
+        guard let (sent, tag) = HeaderValues.proof(proof, tagByteCount: ClusterKey.authenticatorByteCount) else {
+            return "\(Self.header) must be <unix seconds>:<\(2 * ClusterKey.authenticatorByteCount) hex digits>"
+        }
+        guard HeaderValues.isWithin(sent, of: seconds, skew: maxSkew.components.seconds.magnitude) else {
             return "\(Self.header) was made at \(sent), not within ±\(maxSkew.components.seconds) s of this node's time"
                 + " \(seconds)"
         }
@@ -59,28 +56,6 @@ public struct ClusterAuth: Sendable, Hashable {
 
     static func message(method: String, path: String, clock: String?, dot: String?, at seconds: Int64) -> [UInt8] {
         Array("\(method)\n\(path)\n\(seconds)\n\(clock ?? "")\n\(dot ?? "")".utf8)
-    }
-
-    static func bytes(hex: Substring) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(hex.utf8.count / 2)
-        var high: UInt8?
-        for c in hex.utf8 {
-            let v: UInt8
-            switch c {
-            case 0x30...0x39: v = c - 0x30
-            case 0x61...0x66: v = c - 0x61 + 10
-            case 0x41...0x46: v = c - 0x41 + 10
-            default: return nil
-            }
-            if let h = high {
-                out.append(h << 4 | v)
-                high = nil
-            } else {
-                high = v
-            }
-        }
-        return high == nil ? out : nil
     }
 
     /// Seconds since 1970 now.
