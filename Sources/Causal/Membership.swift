@@ -7,8 +7,7 @@
 /// The members of a group in join order: maps node ids to the dense clock slots
 /// `0..<count`, so that a `VectorClock` can be read and written by node id.
 ///
-/// Ids are opaque, case-sensitive strings. A node identified by a `UUID` is written as its
-/// lowercased `uuidString`, as UCP writes it; the `UUID` overloads do that for you.
+/// Ids are opaque, case-sensitive strings.
 ///
 /// A member keeps its slot for the life of the group; members only join. Lookups are O(1).
 /// `Membership` is a value; values may be sent between threads.
@@ -43,30 +42,14 @@ public struct Membership: Sendable {
         return slot
     }
 
-    /// Adds the node `uuid`, written as its lowercased `uuidString`, and returns its slot.
-    @discardableResult
-    public mutating func add(_ uuid: UUID) -> Int {
-        add(Self.id(of: uuid))
-    }
-
     /// The slot of `id`, or nil when it is not a member.
     public func slot(of id: String) -> Int? {
         slots[id]
     }
 
-    /// The slot of the node `uuid`, or nil when it is not a member.
-    public func slot(of uuid: UUID) -> Int? {
-        slots[Self.id(of: uuid)]
-    }
-
     /// The id of the member at `slot`, or nil when no member holds it.
     public func id(at slot: Int) -> String? {
         order.indices.contains(slot) ? order[slot] : nil
-    }
-
-    /// The id UCP uses for the node `uuid`: its `uuidString`, lowercased.
-    public static func id(of uuid: UUID) -> String {
-        uuid.uuidString.lowercased()
     }
 }
 

@@ -91,12 +91,12 @@ struct ClientCommand: AsyncParsableCommand {
 
             if noWait || storeResult {
                 let id = try await client.submit(submission)
-                print(Membership.id(of: id))
+                print(id.ucpString)
                 if noWait { return }
                 try report(try ResultZip(bytes: try await client.waitForStoredResult(jobID: id, timeout: limit)))
                 return
             }
-            let folder = NSTemporaryDirectory() + "ucp-client-" + Membership.id(of: UUID())
+            let folder = NSTemporaryDirectory() + "ucp-client-" + UUID().ucpString
             defer { try? FileManager.default.removeItem(atPath: folder) }
             let (ports, sink) = AsyncStream.makeStream(of: Int.self)
             let listener = try ResultListener(
@@ -113,7 +113,7 @@ struct ClientCommand: AsyncParsableCommand {
                 guard let port = await iterator.next() else { throw ValidationError("the result listener did not start") }
                 submission.resultAddr = Address(host: "127.0.0.1", port: port)
                 let id = try await client.submit(submission)
-                FileHandle.standardError.write(Data("job \(Membership.id(of: id)) submitted\n".utf8))
+                FileHandle.standardError.write(Data("job \(id.ucpString) submitted\n".utf8))
                 let zip = try await listener.result(for: id, timeout: limit)
                 try report(try ResultZip(path: zip))
                 await group.triggerGracefulShutdown()

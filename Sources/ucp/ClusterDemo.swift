@@ -23,7 +23,7 @@ struct ClusterDemo {
     }
 
     func run() async throws {
-        let folder = NSTemporaryDirectory() + "ucp-demo-" + Membership.id(of: UUID()).prefix(8)
+        let folder = NSTemporaryDirectory() + "ucp-demo-" + UUID().ucpString.prefix(8)
         let (timeLimit, ticker) = try await Self.calibratedTimeLimit(folder: folder + "/calibration")
         print(
             "time limit of every job: \(secondsText(timeLimit)) (\(Int(Self.timeLimitMargin))× a ticker job here: "
@@ -169,7 +169,7 @@ struct ClusterDemo {
         var views: [UUID: JobView] = [:]
         for job in plan {
             if let view = try? await client.http.decode(
-                JobView.self, .GET, cluster.broker, "/job/\(Membership.id(of: job.submission.jobID))")
+                JobView.self, .GET, cluster.broker, "/job/\(job.submission.jobID.ucpString)")
             {
                 views[job.submission.jobID] = view
                 perExecutor[view.executor ?? "?", default: 0] += 1

@@ -31,7 +31,7 @@ struct JobsBenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
-        let folder = NSTemporaryDirectory() + "ucp-bench-" + Membership.id(of: UUID()).prefix(8)
+        let folder = NSTemporaryDirectory() + "ucp-bench-" + UUID().ucpString.prefix(8)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let baseline = try await inProcessRate(folder: folder + "/baseline")
         print("cluster in \(folder):")
@@ -118,7 +118,7 @@ struct JobsBenchCommand: AsyncParsableCommand {
             for executor in executors {
                 guard
                     let status = try? await clients[0].http.decode(
-                        ExecutorJobStatus.self, .GET, executor, "/job/\(Membership.id(of: job.jobID))"),
+                        ExecutorJobStatus.self, .GET, executor, "/job/\(job.jobID.ucpString)"),
                     let started = status.events.first(where: { $0.event == "started" })?.at
                 else { continue }
                 starts.append((started - submitted) * 1000)

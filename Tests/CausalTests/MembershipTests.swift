@@ -22,16 +22,6 @@ struct MembershipTests {
         #expect(Membership(["x", "y", "x"]).ids == ["x", "y"])
     }
 
-    @Test("UUIDs are members under their lowercased uuidString")
-    func uuids() throws {
-        let uuid = try #require(UUID(uuidString: "E621E1F8-C36C-495A-93FC-0C247A3E6E5F"))
-        var members = Membership(["n0"])
-        #expect(members.add(uuid) == 1)
-        #expect(members.slot(of: "e621e1f8-c36c-495a-93fc-0c247a3e6e5f") == 1)
-        #expect(members.slot(of: uuid) == 1)
-        #expect(members.slot(of: "E621E1F8-C36C-495A-93FC-0C247A3E6E5F") == nil, "ids are case-sensitive")
-    }
-
     @Test("named form and clock round-trip")
     func namedRoundTrip() throws {
         var members = Membership(["n1", "n2", "n3"])

@@ -26,7 +26,7 @@ struct ClientCommandTests {
     @Test("put, list, get and submit through the broker, with the cluster key; without it, refused")
     func client() async throws {
         let ucp = try #require(ClusterDemoTests.ucp, "ucp is built with the tests")
-        let folder = NSTemporaryDirectory() + "ucp-client-test-" + UUID().uuidString.lowercased().prefix(8)
+        let folder = NSTemporaryDirectory() + "ucp-client-test-" + UUID().ucpString.prefix(8)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let cluster = try await LocalCluster.start(
             in: folder, executors: 1, timeLimit: 5, heartbeatSeconds: 1, executable: ucp, log: { _ in })

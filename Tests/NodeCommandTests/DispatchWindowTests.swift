@@ -27,7 +27,7 @@ struct DispatchWindowTests {
 
         func router() -> Router<BasicRequestContext> {
             let router = Router()
-            let name = NodeRoutes.instanceName(role: "executor", id: Membership.id(of: id))
+            let name = NodeRoutes.instanceName(role: "executor", id: id.ucpString)
             router.get("ping") { _, _ in try JSONResponse.ok(name) }
             router.put("submit/:job_id") { request, context in
                 guard let job = UUID(uuidString: try context.parameters.require("job_id")) else {
@@ -55,7 +55,7 @@ struct DispatchWindowTests {
         try await ProcessNodes.withNodes("window") { nodes in
             let broker = try nodes.broker(["--dispatch-window", String(window)])
             let executor = HoldingExecutor()
-            let http = NodeHTTPClient(clock: NodeClock(nodeID: Membership.id(of: executor.id), role: .dotted))
+            let http = NodeHTTPClient(clock: NodeClock(nodeID: executor.id.ucpString, role: .dotted))
             let client = UCPClient(broker: broker)
             defer {
                 Task {
@@ -84,7 +84,7 @@ struct DispatchWindowTests {
             let beats = Task {
                 while !Task.isCancelled {
                     _ = try? await http.call(
-                        .PUT, broker, "/executors/heartbeat/\(Membership.id(of: executor.id))",
+                        .PUT, broker, "/executors/heartbeat/\(executor.id.ucpString)",
                         json: HoldingExecutor.capabilities)
                     try? await Task.sleep(for: .milliseconds(200))  // the executor's heartbeat period
                 }
@@ -108,7 +108,7 @@ struct DispatchWindowTests {
                 // Dropped before it is reported done: the broker may send the next one at once.
                 let job = executor.held[0]
                 executor.finish(job)
-                try await http.call(.PUT, broker, "/job/done/\(Membership.id(of: job))")
+                try await http.call(.PUT, broker, "/job/done/\(job.ucpString)")
                 finished += 1
                 #expect(executor.most <= window, "the executor held \(executor.most) jobs at once")
             }

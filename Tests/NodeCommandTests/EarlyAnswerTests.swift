@@ -65,7 +65,7 @@ struct EarlyAnswerTests {
             let broker = try nodes.broker()
             try await nodes.datastore(broker: broker)
             let client = UCPClient(broker: broker)
-            let executor = NodeHTTPClient(clock: NodeClock(nodeID: Membership.id(of: UUID()), role: .dotted))
+            let executor = NodeHTTPClient(clock: NodeClock(nodeID: UUID().ucpString, role: .dotted))
             defer {
                 Task {
                     await client.shutdown()
@@ -80,7 +80,7 @@ struct EarlyAnswerTests {
                 try await client.submit(job)
                 do {
                     try await executor.upload(
-                        .PUT, broker, "/result/\(Membership.id(of: job.jobID))", bytes: upload.zip, filename: "r.zip")
+                        .PUT, broker, "/result/\(job.jobID.ucpString)", bytes: upload.zip, filename: "r.zip")
                 } catch let error as NodeCallError where error.status == 502 {
                     // The receiver hung up before the broker had sent everything: a failed delivery.
                     #expect(hangUp, "round \(round): \(error)")

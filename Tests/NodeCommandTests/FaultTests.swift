@@ -45,7 +45,7 @@ struct FaultTests {
     ) async throws {
         let ucp = try #require(ClusterDemoTests.ucp, "ucp is built with the tests")
         let started = ContinuousClock.now
-        let folder = NSTemporaryDirectory() + "ucp-fault-\(label)-" + UUID().uuidString.lowercased().prefix(8)
+        let folder = NSTemporaryDirectory() + "ucp-fault-\(label)-" + UUID().ucpString.prefix(8)
         let cluster = try await LocalCluster.start(
             in: folder, executors: 2, timeLimit: timeLimit, heartbeatSeconds: 0.5, suspectAfterSeconds: 1.5,
             failAfterSeconds: failAfter, workers: workers, dispatchWindow: dispatchWindow, executable: ucp,
@@ -100,7 +100,7 @@ struct FaultTests {
                     (
                         id,
                         try await client.http.decode(
-                            LedgerView.self, .GET, cluster.broker, "/ledger/\(Membership.id(of: id))")
+                            LedgerView.self, .GET, cluster.broker, "/ledger/\(id.ucpString)")
                     )
                 }
             }
@@ -192,7 +192,7 @@ struct FaultTests {
                 let ledgers = try await Self.ledgers(ids, cluster, client)
                 #expect(ledgers.values.filter { $0.accepted == nil }.isEmpty)
                 let late = ledgers.values.flatMap(\.rejected).filter {
-                    $0.entry.executor.map { Membership.id(of: $0) } == victim.id
+                    $0.entry.executor.map { $0.ucpString } == victim.id
                 }
                 #expect(!late.isEmpty, "the paused executor's rejected results are in the ledger")
                 #expect(try await Self.status(cluster, client).ledger.accepted == ids.count)

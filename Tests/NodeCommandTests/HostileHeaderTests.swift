@@ -41,11 +41,11 @@ struct HostileHeaderTests {
             #expect(try await Self.status(http, .GET, broker, "/ping", headers: forged) == 200)
             let job = UUID()
             let submitted = try await Self.status(
-                http, .PUT, broker, "/job/submit/\(Membership.id(of: job))", headers: forged,
+                http, .PUT, broker, "/job/submit/\(job.ucpString)", headers: forged,
                 body: #"{"job_info": {"wasm_bin": "x.wasm"}, "wait_for": []}"#)
             #expect(submitted == 200)
             // Events after the forged requests: the broker ticks its own entry without trapping.
-            for _ in 0..<3 { _ = try await http.call(.GET, broker, "/job/\(Membership.id(of: job))") }
+            for _ in 0..<3 { _ = try await http.call(.GET, broker, "/job/\(job.ucpString)") }
             let view = try await http.decode(ClockView.self, .GET, broker, "/clock")
             let own = try #require(view.stamp.clock[id])
             #expect(own < 1_000_000, "the broker's own entry is \(own)")
@@ -66,7 +66,7 @@ struct HostileHeaderTests {
             let tag = String(repeating: "ab", count: ClusterKey.authenticatorByteCount)
             for time in ["-9223372036854775808", "9223372036854775807", "-1", "99999999999999999999"] {
                 let status = try await Self.status(
-                    http, .PUT, broker, "/job/done/\(Membership.id(of: UUID()))",
+                    http, .PUT, broker, "/job/done/\(UUID().ucpString)",
                     headers: [(ClusterAuth.header, "\(time):\(tag)"), (ClockStamp.clockHeader, "{}")])
                 #expect(status == 401, "proof time \(time)")
                 #expect(nodes.isRunning("broker"), "proof time \(time)")

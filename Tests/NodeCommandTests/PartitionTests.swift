@@ -12,7 +12,7 @@ struct PartitionTests {
     @Test("cut the link between two broker processes, run jobs on both sides, heal: equal clocks and equal tables")
     func cutAndHeal() async throws {
         let ucp = try #require(ClusterDemoTests.ucp, "ucp is built with the tests")
-        let folder = NSTemporaryDirectory() + "ucp-partition-" + UUID().uuidString.lowercased().prefix(8)
+        let folder = NSTemporaryDirectory() + "ucp-partition-" + UUID().ucpString.prefix(8)
         let proxy = try DelayProxy(maxDelay: .milliseconds(1))
         defer { proxy.close() }
         let cluster = try await LocalCluster.start(

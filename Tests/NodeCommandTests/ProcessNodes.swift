@@ -21,7 +21,7 @@ final class ProcessNodes: Sendable {
 
     private init(_ label: String) throws {
         ucp = try #require(ClusterDemoTests.ucp, "ucp is built with the tests")
-        folder = NSTemporaryDirectory() + "ucp-\(label)-" + String(UUID().uuidString.lowercased().prefix(8))
+        folder = NSTemporaryDirectory() + "ucp-\(label)-" + String(UUID().ucpString.prefix(8))
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     }
 
@@ -72,7 +72,7 @@ final class ProcessNodes: Sendable {
             "datastore",
             [
                 "datastore", "--rootdir", folder + "/datastore.d", "--broker", "\(broker)", "--id",
-                id.uuidString.lowercased(), "--heartbeat-interval", "0.5",
+                id.ucpString, "--heartbeat-interval", "0.5",
             ])
         let client = UCPClient(broker: broker)
         defer { Task { await client.shutdown() } }
@@ -89,7 +89,7 @@ final class ProcessNodes: Sendable {
             name,
             [
                 "executor", "--rootdir", folder + "/\(name).d", "--broker", "\(broker)", "--executor-id",
-                id.uuidString.lowercased(),
+                id.ucpString,
                 "--heartbeat-interval", "0.5", "--workers", String(workers), "--time-limit", "60",
             ])
     }

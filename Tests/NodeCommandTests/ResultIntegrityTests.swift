@@ -22,10 +22,10 @@ struct ResultIntegrityTests {
                 // Queued with no executor yet, so that only the stand-in sends results for now.
                 let job = JobSubmission(module: .bytes(try ShippedJob.hello.wasm()), waitFor: [], resultAddr: resultAddr)
                 try await client.submit(job)
-                let key = Membership.id(of: job.jobID)
+                let key = job.jobID.ucpString
                 let upload = try ResultUpload(text: "forged\n", padding: 256 << 10)
                 let body = upload.body
-                let stand = NodeClock(nodeID: Membership.id(of: UUID()), role: .dotted)
+                let stand = NodeClock(nodeID: UUID().ucpString, role: .dotted)
 
                 // Cut anywhere in the body: the sender dies and the connection ends there.
                 var generator = SystemRandomNumberGenerator()

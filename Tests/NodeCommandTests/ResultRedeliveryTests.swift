@@ -19,7 +19,7 @@ struct ResultRedeliveryTests {
         let deadline = ContinuousClock.now + timeout
         while true {
             do {
-                try await executor.upload(.PUT, broker, "/result/\(Membership.id(of: job))", bytes: upload.zip, filename: "r.zip")
+                try await executor.upload(.PUT, broker, "/result/\(job.ucpString)", bytes: upload.zip, filename: "r.zip")
                 return
             } catch let error as NodeCallError where error.status == nil || (error.status ?? 0) >= 500 {
                 guard ContinuousClock.now < deadline else { throw error }
@@ -35,7 +35,7 @@ struct ResultRedeliveryTests {
             try await nodes.datastore(broker: broker)
             let client = UCPClient(broker: broker)
             let executorID = UUID()
-            let executor = NodeHTTPClient(clock: NodeClock(nodeID: Membership.id(of: executorID), role: .dotted))
+            let executor = NodeHTTPClient(clock: NodeClock(nodeID: executorID.ucpString, role: .dotted))
             defer {
                 Task {
                     await client.shutdown()
@@ -71,7 +71,7 @@ struct ResultRedeliveryTests {
                     let path = try await listener.result(for: job.jobID, timeout: .seconds(30))
                     #expect(try ResultZip(path: path).stdout == "once\n", "round \(round), kill after \(delay) ms")
                     let ledger = try await client.http.decode(
-                        LedgerView.self, .GET, broker, "/ledger/\(Membership.id(of: job.jobID))")
+                        LedgerView.self, .GET, broker, "/ledger/\(job.jobID.ucpString)")
                     #expect(ledger.accepted?.executor == executorID)
                     #expect(ledger.rejected.isEmpty)
                     // Sent once more after the answer: never delivered again.

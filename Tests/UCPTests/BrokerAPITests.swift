@@ -76,7 +76,7 @@ struct BrokerAPITests {
                 let id = UUID()
                 var (status, body) = try await send(.PUT, base + "/job/submit/\(id)", json: submission())
                 #expect(status == .ok, "\(body)")
-                #expect(body == "\"\(id.uuidString.lowercased())\"")
+                #expect(body == "\"\(id.ucpString)\"")
                 #expect(executor.submitted.map(\.id) == [id])
                 #expect(executor.submitted.first?.body.contains(#""wasm_bin":"exec.wasm""#) == true)
                 (status, body) = try await send(.GET, base + "/job/\(id)")

@@ -64,7 +64,7 @@ final class FakeExecutor: Sendable {
     var deleted: [UUID] { state.withLock { $0.deleted } }
     /// The emergency notices pushed to it (`PUT /emergency`), in arrival order.
     var emergencyNotices: [EmergencyNotice] { notices.withLock { $0 } }
-    var idText: String { id.uuidString.lowercased() }
+    var idText: String { id.ucpString }
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
@@ -150,7 +150,7 @@ func submission(memory: Int = 0, resultAddr: String = #"{"host":"","port":0}"#, 
         "cpu_freq":0.0,"has_battery":true,"power":0.0},"result_addr":\(resultAddr),"delete":true}
         """
     guard let waitFor else { return #"{"job_info": \#(info)}"# }
-    let list = waitFor.map { "\"\($0.uuidString.lowercased())\"" }.joined(separator: ", ")
+    let list = waitFor.map { "\"\($0.ucpString)\"" }.joined(separator: ", ")
     return #"{"job_info": \#(info), "wait_for": [\#(list)]}"#
 }
 

@@ -27,7 +27,7 @@ struct ClientTests {
                 #expect(broker[\.data]["dir/a b.txt"] == Array("hello".utf8))
                 let jobID = UUID()
                 #expect(try await client.get(name: "dir/a b.txt", jobID: jobID) == Array("hello".utf8))
-                #expect(broker[\.dataRequests].last == .init(name: "dir/a b.txt", jobID: jobID.uuidString.lowercased()))
+                #expect(broker[\.dataRequests].last == .init(name: "dir/a b.txt", jobID: jobID.ucpString))
                 try await withTemporaryFolder { folder in
                     try write("from a file", to: folder + "/in.txt")
                     try await client.put(name: "dir/file", filePath: folder + "/in.txt")
@@ -51,7 +51,7 @@ struct ClientTests {
         try await withTestBroker { broker, address in
             let client = UCPClient(broker: address)
             let jobID = UUID()
-            let id = jobID.uuidString.lowercased()
+            let id = jobID.ucpString
             let other = UUID()
             let job = JobSubmission(
                 jobID: jobID, module: .bytes([0, 0x61, 0x73, 0x6D]), args: ["-v"], env: ["K": "V"],
@@ -73,7 +73,7 @@ struct ClientTests {
             let raw = try #require(broker[\.submits][id])
             let object = try #require(try JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any])
             #expect(Set(object.keys) == ["job_info", "wait_for"])
-            #expect(object["wait_for"] as? [String] == [other.uuidString.lowercased()])
+            #expect(object["wait_for"] as? [String] == [other.ucpString])
             let body = try UCPJSON.decode(JobSubmitBody.self, from: Data(raw))
             let expected = JobInfo(
                 wasmBin: DataReference(name: id + "/exec.wasm"), stdin: DataReference(name: "stdin"),
@@ -124,16 +124,16 @@ struct ClientTests {
                     let early = UUID()
                     let waiting = Task { try await listener.result(for: early, timeout: .seconds(30)) }
                     try await sender.upload(
-                        .PUT, Address(host: "127.0.0.1", port: port), "/result/\(early.uuidString.lowercased())",
+                        .PUT, Address(host: "127.0.0.1", port: port), "/result/\(early.ucpString)",
                         bytes: try zipBytes(stdout: "early\n"), filename: "r.zip")
                     let path = try await waiting.value
-                    #expect(path == folder + "/results/\(early.uuidString.lowercased()).zip" || path.hasSuffix(early.uuidString.lowercased() + ".zip"))
+                    #expect(path == folder + "/results/\(early.ucpString).zip" || path.hasSuffix(early.ucpString + ".zip"))
                     #expect(try ResultZip(path: path).stdout == "early\n")
 
                     // A result that came before anyone asked is kept and returned at once.
                     let late = UUID()
                     try await sender.upload(
-                        .PUT, Address(host: "127.0.0.1", port: port), "/result/\(late.uuidString.lowercased())",
+                        .PUT, Address(host: "127.0.0.1", port: port), "/result/\(late.ucpString)",
                         bytes: try zipBytes(stdout: "late\n"))
                     #expect(try ResultZip(path: try await listener.result(for: late, timeout: .seconds(5))).stdout == "late\n")
 
@@ -161,7 +161,7 @@ struct ClientTests {
         try await withTestBroker { broker, address in
             let client = UCPClient(broker: address)
             let jobID = UUID()
-            let id = jobID.uuidString.lowercased()
+            let id = jobID.ucpString
             let store = Task {
                 try await Task.sleep(for: .milliseconds(300))
                 broker.state.withLock { $0.data[id + "/result"] = try? zipBytes(stdout: "stored\n") }

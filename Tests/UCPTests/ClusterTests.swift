@@ -92,12 +92,12 @@ final class TestCluster: @unchecked Sendable {  // mutated only by the test that
 
     /// The broker's view of a job.
     func view(_ id: UUID) async throws -> JobView {
-        try await client.http.decode(JobView.self, .GET, broker.address, "/job/\(Membership.id(of: id))")
+        try await client.http.decode(JobView.self, .GET, broker.address, "/job/\(id.ucpString)")
     }
 
     /// The broker's result ledger of a job.
     func ledger(_ id: UUID) async throws -> LedgerView {
-        try await client.http.decode(LedgerView.self, .GET, broker.address, "/ledger/\(Membership.id(of: id))")
+        try await client.http.decode(LedgerView.self, .GET, broker.address, "/ledger/\(id.ucpString)")
     }
 
     func stop() async {

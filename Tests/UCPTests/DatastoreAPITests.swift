@@ -59,7 +59,7 @@ struct DatastoreAPITests {
         try await withDatastoreNode(id: id) { base, _ in
             let (status, body, _) = try await call(.GET, base + "/ping")
             #expect(status == .ok)
-            #expect(String(buffer: body) == "\"_datastore\(id.uuidString.lowercased())._urban-cp._tcp.local.\"")
+            #expect(String(buffer: body) == "\"_datastore\(id.ucpString)._urban-cp._tcp.local.\"")
         }
     }
 
@@ -244,7 +244,7 @@ struct DatastoreAPITests {
     @Test("DELETE /job_data keeps the result; /list pages by prefix and job id; /free counts bytes")
     func jobDataAndPaging() async throws {
         try await withDatastoreNode { base, store in
-            let job = UUID().uuidString.lowercased()
+            let job = UUID().ucpString
             for name in ["\(job)/result", "\(job)/a", "\(job)/b", "\(job)/c", "\(job)/d", "shared/x"] {
                 try store.put(DataName(name), bytes: [1])
             }

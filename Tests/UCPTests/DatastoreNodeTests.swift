@@ -37,7 +37,7 @@ struct DatastoreNodeTests {
                     try await eventually("the datastore registers") { try broker.store.datastores().count == 1 }
                     let id = try #require(try broker.store.datastores().first?.id)
                     let (_, ping) = try await send(.GET, base + "/ping")
-                    #expect(ping.contains(id.uuidString.lowercased()))
+                    #expect(ping.contains(id.ucpString))
                     try await eventually("the datastore beats") {
                         try await send(.GET, "http://\(address)/metrics").1.contains(
                             #"ucp_heartbeats_total{role="datastore"}"#)
@@ -128,7 +128,7 @@ struct DatastoreNodeTests {
             client.put("result/:job_id") { request, context in
                 let id = UUID(uuidString: try context.parameters.require("job_id"))!
                 let text = String(buffer: try await request.body.collect(upTo: 1 << 20))
-                received.update { $0.append("\(id.uuidString.lowercased()) \(text)") }
+                received.update { $0.append("\(id.ucpString) \(text)") }
                 return "null"
             }
             return client
@@ -160,13 +160,13 @@ struct DatastoreNodeTests {
                             #expect(status == .ok, "\(String(buffer: body))")
                             let got = received.value
                             #expect(got.count == 1)
-                            #expect(got.first?.hasPrefix(forwarded.uuidString.lowercased()) == true)
+                            #expect(got.first?.hasPrefix(forwarded.ucpString) == true)
                             #expect(got.first?.contains("PK-result") == true)
 
                             (status, body, _) = try await call(
                                 .PUT, base + "/result/\(stored)", body: zip, contentType: type)
                             #expect(status == .ok, "\(String(buffer: body))")
-                            let name = "\(stored.uuidString.lowercased())/result"
+                            let name = "\(stored.ucpString)/result"
                             (status, body, _) = try await call(.GET, base + "/data/\(name)?job_id=\(stored)")
                             #expect(status == .ok)
                             #expect(Array(buffer: body) == result)

@@ -64,7 +64,7 @@ struct ExecutorEmergencyTests {
 
     /// True once the job's guest has written to its stdout (it is past its start).
     static func ticking(_ folder: String, _ jobID: UUID) -> Bool {
-        let path = folder + "/" + jobID.uuidString.lowercased() + "/out/stdout.txt"
+        let path = folder + "/" + jobID.ucpString + "/out/stdout.txt"
         return ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) > 0
     }
 
@@ -79,8 +79,8 @@ struct ExecutorEmergencyTests {
                 executor.status(of: ticker)?.state == .running && Self.ticking(folder, ticker)
             }
             let critical = try await submit(.hello, level: .critical, broker: broker, to: address)
-            try await eventually("the CRITICAL job done") { broker[\.done].contains(critical.uuidString.lowercased()) }
-            try await eventually("the ticker done") { broker[\.done].contains(ticker.uuidString.lowercased()) }
+            try await eventually("the CRITICAL job done") { broker[\.done].contains(critical.ucpString) }
+            try await eventually("the ticker done") { broker[\.done].contains(ticker.ucpString) }
 
             // The CRITICAL job started before the ticker's (only) complete run finished.
             #expect(try Self.seq(executor, critical, "started") < Self.seq(executor, ticker, "finished"))
@@ -92,15 +92,15 @@ struct ExecutorEmergencyTests {
             #expect(try Self.seq(executor, ticker, "requeued") < Self.seq(executor, ticker, "started", nth: 1))
             #expect(try Self.seq(executor, critical, "finished") < Self.seq(executor, ticker, "started", nth: 1))
             let preempted = try #require(executor.status(of: ticker)?.events.first { $0.event == "preempted" })
-            #expect(preempted.detail?.contains(critical.uuidString.lowercased()) == true)
+            #expect(preempted.detail?.contains(critical.ucpString) == true)
             try await eventually("the ticker settled") { executor.status(of: ticker)?.state == .done }
             #expect(executor.status(of: ticker)?.outcome == "exited with code 0")
 
             // The rerun's result is complete: every tick, the summary, nothing of the partial run.
-            let zip = try ResultZip(bytes: try #require(broker[\.results][ticker.uuidString.lowercased()]))
+            let zip = try ResultZip(bytes: try #require(broker[\.results][ticker.ucpString]))
             #expect(zip.stdout == Self.tickerOutput(ticks: Self.longTicks))
             #expect(zip.stderr == "")
-            let hello = try ResultZip(bytes: try #require(broker[\.results][critical.uuidString.lowercased()]))
+            let hello = try ResultZip(bytes: try #require(broker[\.results][critical.ucpString]))
             #expect(hello.stdout == "Hello, world!\n")
             #expect(try await metrics(at: address).contains("ucp_executor_preemptions_total 1"))
         }
@@ -120,7 +120,7 @@ struct ExecutorEmergencyTests {
             #expect(!names.contains("preempted") && !names.contains("requeued"), "\(names)")
             #expect(names.filter { $0 == "started" }.count == 1)
             #expect(try Self.seq(executor, ticker, "finished") < Self.seq(executor, high, "started"))
-            let zip = try ResultZip(bytes: try #require(broker[\.results][ticker.uuidString.lowercased()]))
+            let zip = try ResultZip(bytes: try #require(broker[\.results][ticker.ucpString]))
             #expect(zip.stdout == Self.tickerOutput(ticks: Self.shortTicks))
         }
     }
@@ -154,7 +154,7 @@ struct ExecutorEmergencyTests {
             let second = try await submit(.ticker, level: .low, args: ["1", "1"], broker: broker, to: address)
             try await eventually("the second LOW job queued") { executor.status(of: second)?.state == .queued }
             let high = try await submit(.hello, level: .high, broker: broker, to: address)
-            try await eventually("the HIGH job done") { broker[\.done].contains(high.uuidString.lowercased()) }
+            try await eventually("the HIGH job done") { broker[\.done].contains(high.ucpString) }
             try await eventually("all done") { broker[\.done].count == 3 }
             // The second LOW job waited for the first although a worker was free.
             #expect(try Self.seq(executor, high, "started") < Self.seq(executor, second, "started"))
@@ -230,7 +230,7 @@ struct ExecutorEmergencyTests {
             let low = try await submit(.hello, level: .low, broker: broker, to: address)
             try await eventually("the LOW job queued") { executor.status(of: low)?.state == .queued }
             let high = try await submit(.hello, level: .high, broker: broker, to: address)
-            try await eventually("the HIGH job done") { broker[\.done].contains(high.uuidString.lowercased()) }
+            try await eventually("the HIGH job done") { broker[\.done].contains(high.ucpString) }
             // Workers were free the whole time: the mode alone held the LOW job.
             #expect(executor.status(of: low)?.state == .queued)
             #expect(broker[\.done].count == 1)
@@ -238,7 +238,7 @@ struct ExecutorEmergencyTests {
             let clear = Self.notice(nil, from: broker)
             let cleared = try await put(clear, from: broker, to: address)
             #expect(cleared.applied && cleared.current == clear)
-            try await eventually("the LOW job done") { broker[\.done].contains(low.uuidString.lowercased()) }
+            try await eventually("the LOW job done") { broker[\.done].contains(low.ucpString) }
             let answer = try await mode(at: address)
             #expect(answer.current == clear)
             #expect(answer.applied == [raise, clear])
@@ -345,7 +345,7 @@ struct ExecutorEmergencyTests {
         try await withNode { broker, executor, address, folder in
             broker.state.withLock { $0.refuseResults = true }
             let job = try await submit(.hello, level: .low, broker: broker, to: address)
-            let id = job.uuidString.lowercased()
+            let id = job.ucpString
             try await eventually("the job superseded") { executor.status(of: job)?.state == .superseded }
             let refusal = try #require(executor.status(of: job)?.events.first { $0.event == "result_refused" })
             #expect(refusal.detail?.contains(TestBroker.acceptedExecutor) == true)

@@ -26,7 +26,7 @@ struct ExecutorJobTests {
     func endToEnd() async throws {
         try await withNode { broker, node, address, root in
             let jobID = UUID()
-            let id = jobID.uuidString.lowercased()
+            let id = jobID.ucpString
             // The job's own data, as UCP's client would upload it.
             let submission = JobSubmission(
                 jobID: jobID, module: .bytes(try ShippedJob.wordcount.wasm()), args: ["/input.txt"],
@@ -66,7 +66,7 @@ struct ExecutorJobTests {
             // Every event is stamped with the executor's dot, in order.
             let seqs = status2.events.compactMap { $0.stamp.dot?.seq }
             #expect(seqs.count == status2.events.count && seqs == seqs.sorted() && Set(seqs).count == seqs.count)
-            #expect(status2.events.allSatisfy { $0.stamp.dot?.node == node.executorID?.uuidString.lowercased() })
+            #expect(status2.events.allSatisfy { $0.stamp.dot?.node == node.executorID?.ucpString })
 
             let (getStatus, body, _) = try await call(.GET, "http://\(address)/job/\(id)")
             #expect(getStatus == .ok)
@@ -85,7 +85,7 @@ struct ExecutorJobTests {
             info.resultAddr = Address()
             info.delete = false
             #expect(try await submitToExecutor(address, jobID, info).0 == 200)
-            let id = jobID.uuidString.lowercased()
+            let id = jobID.ucpString
             try await eventually("job done") { broker[\.done].contains(id) }
             #expect(broker[\.results].isEmpty)
             let zip = try ResultZip(bytes: try #require(broker[\.data][id + "/result"]))
@@ -110,7 +110,7 @@ struct ExecutorJobTests {
             }
             try await eventually("all done") { broker[\.done].count == ids.count }
             for id in ids {
-                let zip = try ResultZip(bytes: try #require(broker[\.results][id.uuidString.lowercased()]))
+                let zip = try ResultZip(bytes: try #require(broker[\.results][id.ucpString]))
                 #expect(zip.stdout == "Hello, world!\n")
             }
             #expect(node.executor?.queueDepth == 0)
@@ -153,11 +153,11 @@ struct ExecutorJobTests {
             #expect(try await submitToExecutor(address, hello, try shippedJobInfo(.hello, hello, broker: broker)).0 == 200)
             try await eventually("hello done") { broker[\.done].count == 3 }
             let results = broker[\.results]
-            let trapZip = try ResultZip(bytes: try #require(results[trap.uuidString.lowercased()]))
+            let trapZip = try ResultZip(bytes: try #require(results[trap.ucpString]))
             #expect(trapZip.stderr.contains("Encountered Webassembly Trap"))
-            let spinZip = try ResultZip(bytes: try #require(results[spin.uuidString.lowercased()]))
+            let spinZip = try ResultZip(bytes: try #require(results[spin.ucpString]))
             #expect(spinZip.stderr.contains("Time limit"))
-            let helloZip = try ResultZip(bytes: try #require(results[hello.uuidString.lowercased()]))
+            let helloZip = try ResultZip(bytes: try #require(results[hello.ucpString]))
             #expect(helloZip.stdout == "Hello, world!\n")
         }
     }
@@ -166,7 +166,7 @@ struct ExecutorJobTests {
     func invalidModuleAndMissingData() async throws {
         try await withNode({ $0.retryWindow = .milliseconds(300) }) { broker, _, address, _ in
             let (bad, missing) = (UUID(), UUID())
-            let badID = bad.uuidString.lowercased()
+            let badID = bad.ucpString
             broker.state.withLock { $0.data[badID + "/exec.wasm"] = Array("not wasm".utf8) }
             let info = JobInfo(wasmBin: DataReference(name: badID + "/exec.wasm"), resultAddr: Address(host: "h", port: 1))
             #expect(try await submitToExecutor(address, bad, info).0 == 200)
@@ -175,7 +175,7 @@ struct ExecutorJobTests {
             try await eventually("both done") { broker[\.done].count == 2 }
             let badZip = try ResultZip(bytes: try #require(broker[\.results][badID]))
             #expect(badZip.stderr.contains("Failed to run"))
-            let missingZip = try ResultZip(bytes: try #require(broker[\.results][missing.uuidString.lowercased()]))
+            let missingZip = try ResultZip(bytes: try #require(broker[\.results][missing.ucpString]))
             #expect(missingZip.stderr.contains("Could not fetch"))
             #expect(missingZip.stderr.contains("nowhere.wasm"))
         }
@@ -192,7 +192,7 @@ struct ExecutorJobTests {
             try await eventually("spin running") { node.executor?.status(of: spin)?.state == .running }
             #expect(try await submitToExecutor(address, hello, try shippedJobInfo(.hello, hello, broker: broker)).0 == 200)
             try await eventually("hello queued") { node.executor?.status(of: hello)?.state == .queued }
-            let helloID = hello.uuidString.lowercased()
+            let helloID = hello.ucpString
             let (_, listed, _) = try await call(.GET, "http://\(address)/job/list")
             #expect(String(buffer: listed).contains(helloID))
 
@@ -202,14 +202,14 @@ struct ExecutorJobTests {
             #expect(!FileManager.default.fileExists(atPath: root + "/exec/" + helloID))
             let (again, _, _) = try await call(.DELETE, "http://\(address)/job/\(helloID)")
             #expect(again == .notFound)
-            let (unknown, body, _) = try await call(.DELETE, "http://\(address)/job/\(UUID().uuidString.lowercased())")
+            let (unknown, body, _) = try await call(.DELETE, "http://\(address)/job/\(UUID().ucpString)")
             #expect(unknown == .notFound)
             #expect(String(buffer: body) == #"{"detail":"Job not found"}"#)
             let (_, list, _) = try await call(.GET, "http://\(address)/job/list")
-            #expect(String(buffer: list) == "[\"\(spin.uuidString.lowercased())\"]")
+            #expect(String(buffer: list) == "[\"\(spin.ucpString)\"]")
 
             try await eventually("spin done") { broker[\.done].count == 1 }
-            #expect(broker[\.done] == [spin.uuidString.lowercased()])
+            #expect(broker[\.done] == [spin.ucpString])
             #expect(broker[\.results][helloID] == nil)
         }
     }
@@ -227,7 +227,7 @@ struct ExecutorJobTests {
         ])
     func escapes(body: String) async throws {
         try await withNode { broker, _, address, root in
-            let jobID = UUID().uuidString.lowercased()
+            let jobID = UUID().ucpString
             let (status, answer, _) = try await call(
                 .PUT, "http://\(address)/submit/\(jobID)", body: ByteBuffer(string: body), contentType: "application/json")
             #expect(status == .serviceUnavailable)
@@ -243,7 +243,7 @@ struct ExecutorJobTests {
     @Test("malformed JSON and job ids are answered 422 with a detail naming the field")
     func malformed() async throws {
         try await withNode { _, _, address, _ in
-            let id = UUID().uuidString.lowercased()
+            let id = UUID().ucpString
             let cases: [(String, String)] = [
                 ("{", "not valid JSON"), (#"{"args": []}"#, "wasm_bin"), (#"{"wasm_bin": 5}"#, "wasm_bin"),
                 (#"{"wasm_bin": "x", "capabilities": {"memory": "lots"}}"#, "capabilities.memory"),

@@ -32,7 +32,7 @@ struct ExecutorNodeTests {
 
                     let (status, ping, _) = try await call(.GET, "http://\(address)/ping")
                     #expect(status == .ok)
-                    #expect(String(buffer: ping) == "\"_executor\(id.uuidString.lowercased())._urban-cp._tcp.local.\"")
+                    #expect(String(buffer: ping) == "\"_executor\(id.ucpString)._urban-cp._tcp.local.\"")
                     let (_, metrics, _) = try await call(.GET, "http://\(address)/metrics")
                     let text = String(buffer: metrics)
                     #expect(text.contains("ucp_heartbeats_total"))
@@ -108,8 +108,8 @@ struct ExecutorNodeTests {
                     #expect(body.contains("shutting down"))
                 }
                 // withExecutorNode returned: the node stopped after the spin job was reported.
-                let spinID = spin.uuidString.lowercased()
-                let helloID = hello.uuidString.lowercased()
+                let spinID = spin.ucpString
+                let helloID = hello.ucpString
                 #expect(broker[\.done] == [spinID])
                 let zip = try ResultZip(bytes: try #require(broker[\.results][spinID]))
                 #expect(zip.stderr.contains("Time limit"))

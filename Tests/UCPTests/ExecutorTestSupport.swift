@@ -216,14 +216,14 @@ func withExecutorNode(
 @discardableResult
 func submitToExecutor(_ executor: Address, _ jobID: UUID, _ info: JobInfo) async throws -> (Int, String) {
     let (status, body, _) = try await call(
-        .PUT, "http://\(executor)/submit/\(jobID.uuidString.lowercased())",
+        .PUT, "http://\(executor)/submit/\(jobID.ucpString)",
         body: ByteBuffer(bytes: try UCPJSON.encode(info)), contentType: "application/json")
     return (Int(status.code), String(buffer: body))
 }
 
 /// A job that runs `job`, its binary stored at the test broker as `<job_id>/exec.wasm`.
 func shippedJobInfo(_ job: ShippedJob, _ jobID: UUID, broker: TestBroker, args: [String] = []) throws -> JobInfo {
-    let name = jobID.uuidString.lowercased() + "/exec.wasm"
+    let name = jobID.ucpString + "/exec.wasm"
     let wasm = try job.wasm()
     broker.state.withLock { $0.data[name] = wasm }
     return JobInfo(wasmBin: DataReference(name: name), args: args, resultAddr: Address(host: "127.0.0.1", port: 1))

@@ -5,6 +5,13 @@ import UCP
 
 @Suite("JobInfo and the other UCP models")
 struct JobInfoTests {
+    @Test("ids are written as UCP writes them: the lowercased uuidString")
+    func ucpString() throws {
+        let id = try #require(UUID(uuidString: "E621E1F8-C36C-495A-93FC-0C247A3E6E5F"))
+        #expect(id.ucpString == "e621e1f8-c36c-495a-93fc-0c247a3e6e5f")
+        #expect(UCPPaths.job(id) == "/job/e621e1f8-c36c-495a-93fc-0c247a3e6e5f")
+    }
+
     /// What UCP's client sends after `transform_job_info_broker` for a job with a binary, stdin,
     /// one input file, arguments and results (pydantic's `model_dump_json`).
     static let fullClientBody = """

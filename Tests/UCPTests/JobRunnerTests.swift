@@ -381,7 +381,7 @@ struct JobRunnerTests {
             stdin: DataReference(name: "\(id)/in.txt", path: "in.txt"), args: ["/in.txt"],
             zipResults: ["/out": "o"], namedResults: ["/out/r.txt": "r"])
         let fromPair = try JobSpec(jobID: id, info: pair)
-        #expect(fromPair.jobID.rawValue == id.uuidString.lowercased())
+        #expect(fromPair.jobID.rawValue == id.ucpString)
         #expect(fromPair.module.relative == "bin/wc.wasm")
         #expect(fromPair.stdin?.relative == "in.txt")
         #expect(fromPair.zipResults == [try JobPath("/out"): try JobPath("o")])

@@ -20,7 +20,7 @@ final class HeldExecutor: Sendable {
     private let state = Mutex<(arrived: [UUID], deleted: [UUID], held: Bool)>(([], [], false))
     private let gate = AsyncStream.makeStream(of: Void.self)
 
-    var idText: String { id.uuidString.lowercased() }
+    var idText: String { id.ucpString }
     var arrived: [UUID] { state.withLock { $0.arrived } }
     var deleted: [UUID] { state.withLock { $0.deleted } }
 
@@ -272,7 +272,7 @@ struct RedeploymentTests {
                     #expect(text.contains(#""seconds_since_heartbeat":"#), "\(text)")
                     #expect(text.contains(#""queued_by_level":{"#), "\(text)")
                     let view = try await brokerStatus(base)
-                    #expect(view.broker == broker.id.uuidString.lowercased())
+                    #expect(view.broker == broker.id.ucpString)
                     #expect(view.clock[broker.nodeID] ?? 0 > 0)
                     #expect(view.executors.count == 1)
                     let entry = try #require(view.executors.first)

@@ -9,7 +9,7 @@ struct ResultLedgerTests {
 
     static func claim(_ job: UUID, _ executor: UUID?, seq: UInt64, b: UInt64) -> LedgerEntry {
         LedgerEntry(
-            jobID: job, executor: executor, dot: executor.map { Dot(node: $0.uuidString.lowercased(), seq: seq) },
+            jobID: job, executor: executor, dot: executor.map { Dot(node: $0.ucpString, seq: seq) },
             stamp: ClockStamp(clock: ["b": b]), at: Double(b))
     }
 
@@ -59,7 +59,7 @@ struct ResultLedgerTests {
             let view = try ledger.view(of: job.id)
             #expect(view.accepted == first)
             #expect(view.rejected.map(\.entry) == [late], "the retry is not a rejection")
-            #expect(view.rejected.first?.entry.dot == Dot(node: Self.e2.uuidString.lowercased(), seq: 9))
+            #expect(view.rejected.first?.entry.dot == Dot(node: Self.e2.ucpString, seq: 9))
             #expect(view.rejected.first?.entry.stamp == ClockStamp(clock: ["b": 3]))
             #expect(try store.savedClock()["b"] == 4)
             let exposition = metrics.exposition()

@@ -27,10 +27,10 @@ struct ResultListenerTrustTests {
                 }
                 let job = UUID()
                 await #expect(throws: NodeCallError.self) {
-                    try await stranger.upload(.PUT, address, "/result/\(Membership.id(of: job))", bytes: zip)
+                    try await stranger.upload(.PUT, address, "/result/\(job.ucpString)", bytes: zip)
                 }
                 #expect(!FileManager.default.fileExists(atPath: listener.path(for: job)))
-                try await member.upload(.PUT, address, "/result/\(Membership.id(of: job))", bytes: zip)
+                try await member.upload(.PUT, address, "/result/\(job.ucpString)", bytes: zip)
                 let path = try await listener.result(for: job, timeout: .seconds(10))
                 #expect(try ResultZip(path: path).stdout == "member\n")
             }

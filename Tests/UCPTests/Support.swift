@@ -4,7 +4,7 @@ import UCP
 
 /// Runs `body` with a fresh temporary folder, removed afterwards whatever happens.
 func withTemporaryFolder<T>(_ body: (String) throws -> T) throws -> T {
-    let path = NSTemporaryDirectory() + "ucp-tests-" + UUID().uuidString.lowercased()
+    let path = NSTemporaryDirectory() + "ucp-tests-" + UUID().ucpString
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: path) }
     return try body(path)
@@ -12,7 +12,7 @@ func withTemporaryFolder<T>(_ body: (String) throws -> T) throws -> T {
 
 /// Runs `body` with a fresh temporary folder, removed afterwards whatever happens.
 func withTemporaryFolder<T>(_ body: (String) async throws -> T) async throws -> T {
-    let path = NSTemporaryDirectory() + "ucp-tests-" + UUID().uuidString.lowercased()
+    let path = NSTemporaryDirectory() + "ucp-tests-" + UUID().ucpString
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: path) }
     return try await body(path)

@@ -146,7 +146,7 @@ extension Broker {
         let kept = try await keep(body, contentLength: contentLength)
         try await verifyResult(kept, contentType: contentType, of: id)
         guard try claimResult(of: job, sender: cause) else { return }
-        let key = Membership.id(of: id)
+        let key = id.ucpString
         if job.info.resultAddr.isUnset {
             let name: DataName
             do {
@@ -199,7 +199,7 @@ extension Broker {
         do {
             try await body.verifyResult(contentType: contentType)
         } catch {
-            logger.info("result refused as incomplete", metadata: ["job": "\(Membership.id(of: id))", "why": "\(error)"])
+            logger.info("result refused as incomplete", metadata: ["job": "\(id.ucpString)", "why": "\(error)"])
             throw BrokerError(.badRequest, error.description)
         }
     }
@@ -217,10 +217,10 @@ extension Broker {
         } catch {
             throw BrokerError(error)
         }
-        let key = Membership.id(of: job.id)
+        let key = job.id.ucpString
         switch verdict {
         case .accepted(let entry):
-            let executor = entry.executor.map { Membership.id(of: $0) } ?? "unknown"
+            let executor = entry.executor.map { $0.ucpString } ?? "unknown"
             logger.debug("result accepted", metadata: ["job": "\(key)", "executor": "\(executor)"])
             if let winner = entry.executor { withdraw(job.id, except: winner) }
             return true
@@ -246,10 +246,10 @@ extension Broker {
         guard let job = try? store.job(id), let running = job.executorID, running != winner,
             let executor = try? store.executors().first(where: { $0.id == running })
         else { return }
-        let key = Membership.id(of: id)
+        let key = id.ucpString
         logger.info(
             "withdrawing a job whose result came from another executor",
-            metadata: ["job": "\(key)", "executor": "\(Membership.id(of: running))"])
+            metadata: ["job": "\(key)", "executor": "\(running.ucpString)"])
         Task {
             do {
                 try await client.call(.DELETE, executor.record.address, "/job/\(key)")

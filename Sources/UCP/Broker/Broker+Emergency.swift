@@ -78,7 +78,7 @@ extension Broker {
         } catch {
             logger.warning(
                 "executor did not take the emergency notice",
-                metadata: ["executor": "\(Membership.id(of: executor.id))", "error": "\(error)"])
+                metadata: ["executor": "\(executor.id.ucpString)", "error": "\(error)"])
         }
     }
 }

@@ -43,7 +43,7 @@ extension Broker {
             for id in newlySuspected.sorted(by: { $0.uuidString < $1.uuidString }) {
                 logger.warning(
                     "executor suspected: no new jobs until it beats again",
-                    metadata: ["executor": "\(Membership.id(of: id))"])
+                    metadata: ["executor": "\(id.ucpString)"])
             }
             if !failed.isEmpty {
                 let outcome = try store.failExecutors(failed) { clock.event() }
@@ -51,15 +51,15 @@ extension Broker {
                 logger.warning(
                     "executors failed: their jobs are redeployed",
                     metadata: [
-                        "executors": "\(failed.map { Membership.id(of: $0) })",
-                        "redeployed": "\(outcome.redeployed.map { Membership.id(of: $0) })",
+                        "executors": "\(failed.map { $0.ucpString })",
+                        "redeployed": "\(outcome.redeployed.map { $0.ucpString })",
                     ])
                 // Their result, from the failed executor, is in: it died before saying done.
                 for job in outcome.finished {
                     _ = try store.markDone(job, stamp: { clock.event() }, cause: nil)
                     logger.info(
                         "job of a failed executor done: its result was accepted",
-                        metadata: ["job": "\(Membership.id(of: job))"])
+                        metadata: ["job": "\(job.ucpString)"])
                 }
                 markDirty()
             }
@@ -68,7 +68,7 @@ extension Broker {
             }.map(\.id)
             if !gone.isEmpty {
                 try store.failDatastores(gone)
-                logger.warning("datastores failed", metadata: ["datastores": "\(gone.map { Membership.id(of: $0) })"])
+                logger.warning("datastores failed", metadata: ["datastores": "\(gone.map { $0.ucpString })"])
                 markDirty()
             }
         } catch {
@@ -80,7 +80,7 @@ extension Broker {
     func noteHeartbeat(of id: UUID) {
         let wasSuspected = suspects.withLock { $0.remove(id) != nil }
         if wasSuspected {
-            logger.info("suspected executor is active again", metadata: ["executor": "\(Membership.id(of: id))"])
+            logger.info("suspected executor is active again", metadata: ["executor": "\(id.ucpString)"])
         }
     }
 }
@@ -91,7 +91,7 @@ extension Broker {
     func dropSent(_ job: UUID, from executor: ExecutorEntry) async {
         logger.info(
             "executor failed while a job was sent to it; the job stays queued",
-            metadata: ["job": "\(Membership.id(of: job))", "executor": "\(Membership.id(of: executor.id))"])
-        _ = try? await client.call(.DELETE, executor.record.address, "/job/\(Membership.id(of: job))")
+            metadata: ["job": "\(job.ucpString)", "executor": "\(executor.id.ucpString)"])
+        _ = try? await client.call(.DELETE, executor.record.address, "/job/\(job.ucpString)")
     }
 }

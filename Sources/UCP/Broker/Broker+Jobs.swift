@@ -42,7 +42,7 @@ extension Broker {
         guard submission.waitFor == nil else {
             do {
                 let state = try store.submit(job, cause: cause)
-                logger.debug("job accepted", metadata: ["job": "\(Membership.id(of: id))", "state": "\(state)"])
+                logger.debug("job accepted", metadata: ["job": "\(id.ucpString)", "state": "\(state)"])
             } catch {
                 throw BrokerError(error)
             }
@@ -66,11 +66,11 @@ extension Broker {
             return id
         case .noCapableExecutor:
             try? store.refuse(id, stamp: clock.event())
-            logger.error("found no executor capable to run job \(Membership.id(of: id))")
+            logger.error("found no executor capable to run job \(id.ucpString)")
             throw BrokerError(.unavailable, "No capable Executor")
         case .refused(let why):
             try? store.refuse(id, stamp: clock.event())
-            logger.error("no executor took job \(Membership.id(of: id)): \(why)")
+            logger.error("no executor took job \(id.ucpString): \(why)")
             throw BrokerError(.unavailable, "Failed to submit Job: \(why)")
         }
     }
@@ -113,7 +113,7 @@ extension Broker {
     /// Sends `job` to `executor` and records the assignment: the outcome, or why this executor
     /// did not take it (the next one may).
     private func offer(_ job: JobRecord, to executor: ExecutorEntry) async -> Result<DispatchOutcome, OfferFailure> {
-        let key = Membership.id(of: job.id)
+        let key = job.id.ucpString
         do {
             try await client.call(.PUT, executor.record.address, "/submit/\(key)", json: job.info)
         } catch {
@@ -122,7 +122,7 @@ extension Broker {
         }
         do {
             if try store.assign(job.id, to: executor.id, stamp: clock.event()) {
-                logger.debug("job assigned", metadata: ["job": "\(key)", "executor": "\(Membership.id(of: executor.id))"])
+                logger.debug("job assigned", metadata: ["job": "\(key)", "executor": "\(executor.id.ucpString)"])
                 return .success(.assigned(executor.id))
             }
         } catch {
@@ -131,7 +131,7 @@ extension Broker {
         if (try? store.job(job.id))?.state == .queued {
             await dropSent(job.id, from: executor)
             return .failure(
-                OfferFailure(description: "executor \(Membership.id(of: executor.id)) failed while the job was sent"))
+                OfferFailure(description: "executor \(executor.id.ucpString) failed while the job was sent"))
         }
         // Done or deleted while it was being sent: the executor need not keep it.
         if (try? store.job(job.id))?.state == .deleted {
@@ -179,11 +179,11 @@ extension Broker {
         do {
             guard try store.delegate(job.id, to: peer, stamp: clock.event()) else { return false }
         } catch {
-            logger.error("cannot record the delegation of job \(Membership.id(of: job.id)): \(error)")
+            logger.error("cannot record the delegation of job \(job.id.ucpString): \(error)")
             return false
         }
         logger.info(
-            "job delegated to a peer broker", metadata: ["job": "\(Membership.id(of: job.id))", "broker": "\(peer)"])
+            "job delegated to a peer broker", metadata: ["job": "\(job.id.ucpString)", "broker": "\(peer)"])
         markDirty()
         return true
     }
@@ -200,14 +200,14 @@ extension Broker {
         {
             logger.info(
                 "ignored done from an executor whose result was refused",
-                metadata: ["job": "\(Membership.id(of: id))", "executor": "\(cause.node)"])
+                metadata: ["job": "\(id.ucpString)", "executor": "\(cause.node)"])
             return
         }
         do {
             let outcome = try store.markDone(id, stamp: { clock.event() }, cause: cause)
             if !outcome.released.isEmpty {
                 logger.debug(
-                    "jobs released", metadata: ["released": "\(outcome.released.map { Membership.id(of: $0) })"])
+                    "jobs released", metadata: ["released": "\(outcome.released.map { $0.ucpString })"])
             }
         } catch {
             throw BrokerError(error)
@@ -234,7 +234,7 @@ extension Broker {
             throw BrokerError(error)
         }
         markDirty()
-        let key = Membership.id(of: id)
+        let key = id.ucpString
         var failures: [String] = []
         let datastores = (try? liveDatastores(at: now())) ?? []
         for datastore in datastores {

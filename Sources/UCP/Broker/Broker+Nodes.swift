@@ -25,7 +25,7 @@ public struct DatastoreRegistration: Sendable, Hashable, Codable {
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(address, forKey: .address)
-            try c.encode(Membership.id(of: id), forKey: .id)
+            try c.encode(id.ucpString, forKey: .id)
         }
     }
 
@@ -69,7 +69,7 @@ extension Broker {
             let host = await verify(
                 hosts: registration.hosts, port: executor.address.port, id: executor.id, remoteHost: remoteHost)
         else {
-            logger.error("could not ping executor \(Membership.id(of: executor.id)) to verify it is online")
+            logger.error("could not ping executor \(executor.id.ucpString) to verify it is online")
             throw BrokerError(.badRequest, "Could not ping to verify")
         }
         let moment = now()
@@ -84,7 +84,7 @@ extension Broker {
         }
         logger.info(
             "executor registered",
-            metadata: ["executor": "\(Membership.id(of: executor.id))", "address": "\(executor.address)"])
+            metadata: ["executor": "\(executor.id.ucpString)", "address": "\(executor.address)"])
         markDirty()
         if let notice = emergency.withLock({ $0.current }) {
             let entry = ExecutorEntry(record: executor, hosts: registration.hosts, lastHeartbeat: moment)
@@ -142,7 +142,7 @@ extension Broker {
             let host = await verify(
                 hosts: registration.hosts, port: datastore.address.port, id: datastore.id, remoteHost: remoteHost)
         else {
-            logger.error("could not ping datastore \(Membership.id(of: datastore.id)) to verify it is online")
+            logger.error("could not ping datastore \(datastore.id.ucpString) to verify it is online")
             throw BrokerError(.badRequest, "Could not ping to verify")
         }
         do {
@@ -154,7 +154,7 @@ extension Broker {
             throw BrokerError(error)
         }
         logger.info(
-            "datastore registered", metadata: ["datastore": "\(Membership.id(of: datastore.id))", "host": "\(host)"])
+            "datastore registered", metadata: ["datastore": "\(datastore.id.ucpString)", "host": "\(host)"])
         markDirty()
     }
 

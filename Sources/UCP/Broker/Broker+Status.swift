@@ -12,7 +12,7 @@ extension Broker {
         do {
             let executors = try store.executorSummaries().map { summary in
                 ExecutorStatus(
-                    id: Membership.id(of: summary.entry.id), address: summary.entry.record.address,
+                    id: summary.entry.id.ucpString, address: summary.entry.record.address,
                     state: liveness(of: summary.entry, failed: summary.failed, at: moment),
                     secondsSinceHeartbeat: max(0, moment - summary.entry.lastHeartbeat),
                     assignedJobs: summary.assignedJobs)
@@ -23,7 +23,7 @@ extension Broker {
             }
             let ledger = try store.ledgerCounts()
             return BrokerStatus(
-                broker: Membership.id(of: id), clock: clock.now().clock, executors: executors,
+                broker: id.ucpString, clock: clock.now().clock, executors: executors,
                 jobs: Dictionary(uniqueKeysWithValues: try store.jobCounts().map { ($0.key.rawValue, $0.value) }),
                 queuedByLevel: try byLevel(.queued), assignedByLevel: try byLevel(.assigned),
                 ledger: LedgerCounts(accepted: ledger.accepted, rejected: ledger.rejected),

@@ -119,7 +119,7 @@ public final class Broker: Sendable {
         self.metrics = metrics
         self.now = now
         self.startedAt = now()
-        self.clock = NodeClock(nodeID: Membership.id(of: id), role: .member, clock: saved)
+        self.clock = NodeClock(nodeID: id.ucpString, role: .member, clock: saved)
         self.client = NodeHTTPClient(clock: clock, auth: configuration.auth, defaultTimeout: configuration.callTimeout)
         self.gauges = Gauges(metrics)
         self.ledger = ResultLedger(store: store, metrics: metrics)

@@ -96,7 +96,7 @@ public struct BrokerAPI: Sendable {
             let accepted = try await Self.run { () async throws(BrokerError) in
                 try await broker.submit(id, body, cause: cause, remoteHost: context.remoteHost)
             }
-            return try JSONResponse.ok(Membership.id(of: accepted))
+            return try JSONResponse.ok(accepted.ucpString)
         }
         router.put("job/done/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
@@ -298,10 +298,10 @@ public struct JobView: Sendable, Hashable, Codable {
 
     /// The view of `job`.
     public init(_ job: JobRecord) {
-        id = Membership.id(of: job.id)
+        id = job.id.ucpString
         state = job.state
-        executor = job.executorID.map { Membership.id(of: $0) }
-        waitFor = job.waitFor.map { Membership.id(of: $0) }
+        executor = job.executorID.map { $0.ucpString }
+        waitFor = job.waitFor.map { $0.ucpString }
         emergency = job.info.emergency
         submitted = job.submitted
         assigned = job.assigned
@@ -364,7 +364,7 @@ public struct LedgerConflict: HTTPResponseError, Sendable, Hashable, Codable {
     /// The answer for a result refused because of `accepted`.
     public init(detail: String, accepted: LedgerEntry) {
         self.detail = detail
-        acceptedExecutor = accepted.executor.map { Membership.id(of: $0) }
+        acceptedExecutor = accepted.executor.map { $0.ucpString }
         acceptedClock = accepted.stamp.clock
         acceptedDot = accepted.dot?.description
     }

@@ -350,7 +350,7 @@ extension BrokerStore {
         try write { db in
             try db.execute(
                 sql: "UPDATE jobs SET owner = ? WHERE id = ? AND state = 'queued' AND owner IS NULL",
-                arguments: [peer, Membership.id(of: id)])
+                arguments: [peer, id.ucpString])
             guard db.changesCount > 0 else { return false }
             try Self.log(db, JobEvent(jobID: id, kind: .delegated, stamp: stamp))
             try Self.mergeClock(db, stamp.clock)
@@ -384,7 +384,7 @@ extension BrokerStore {
         try read { db in
             try Int.fetchOne(
                 db, sql: "SELECT COUNT(*) FROM jobs WHERE executor_id = ? AND state = 'assigned'",
-                arguments: [Membership.id(of: id)]) ?? 0
+                arguments: [id.ucpString]) ?? 0
         }
     }
 
@@ -555,7 +555,7 @@ extension BrokerStore {
         try insertRejection(
             db, loser,
             reason:
-                "superseded: broker decisions merged, \(winner.executor.map { Membership.id(of: $0) } ?? "a client")'s result came first"
+                "superseded: broker decisions merged, \(winner.executor.map { $0.ucpString } ?? "a client")'s result came first"
         )
         guard winner == incoming else { return .kept }
         try write(db, .ledgerAccepted, key: row.key, values: values, selfID: "")
@@ -581,7 +581,7 @@ extension BrokerStore {
                 VALUES (?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
-                Membership.id(of: entry.jobID), entry.executor.map { Membership.id(of: $0) }, entry.dot?.description,
+                entry.jobID.ucpString, entry.executor.map { $0.ucpString }, entry.dot?.description,
                 try json(entry.stamp), reason, entry.at,
             ])
         return db.changesCount > 0

@@ -145,7 +145,7 @@ public final class BrokerStore: Sendable {
             let id = proposed ?? UUID()
             try db.execute(
                 sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('node_id', ?)",
-                arguments: [Membership.id(of: id)])
+                arguments: [id.ucpString])
             return (id, [:])
         }
     }
@@ -171,7 +171,7 @@ public final class BrokerStore: Sendable {
                     VALUES (?, ?, ?, ?, 'active')
                     """,
                 arguments: [
-                    Membership.id(of: entry.id), try Self.json(entry.record), try Self.json(entry.hosts),
+                    entry.id.ucpString, try Self.json(entry.record), try Self.json(entry.hosts),
                     entry.lastHeartbeat,
                 ])
             try Self.mergeClock(db, clock)
@@ -187,14 +187,14 @@ public final class BrokerStore: Sendable {
             guard
                 let text = try String.fetchOne(
                     db, sql: "SELECT record FROM executors WHERE id = ? AND state = 'active'",
-                    arguments: [Membership.id(of: id)])
+                    arguments: [id.ucpString])
             else { return false }
             var record = try Self.decode(ExecutorRecord.self, text)
             record.curCaps = capabilities
             record.lastUpdate = time
             try db.execute(
                 sql: "UPDATE executors SET record = ?, last_heartbeat = ? WHERE id = ?",
-                arguments: [try Self.json(record), time, Membership.id(of: id)])
+                arguments: [try Self.json(record), time, id.ucpString])
             return true
         }
     }
@@ -233,7 +233,7 @@ public final class BrokerStore: Sendable {
         return try write { db in
             var outcome = FailOutcome()
             for id in ids {
-                let key = Membership.id(of: id)
+                let key = id.ucpString
                 try db.execute(sql: "UPDATE executors SET state = 'failed' WHERE id = ?", arguments: [key])
                 let jobs = try String.fetchAll(
                     db,
@@ -277,7 +277,7 @@ public final class BrokerStore: Sendable {
                     VALUES (?, ?, ?, ?, 'active')
                     """,
                 arguments: [
-                    Membership.id(of: entry.id), try Self.json(entry.address), try Self.json(entry.hosts),
+                    entry.id.ucpString, try Self.json(entry.address), try Self.json(entry.hosts),
                     entry.lastSeen,
                 ])
         }
@@ -288,7 +288,7 @@ public final class BrokerStore: Sendable {
         try write { db in
             try db.execute(
                 sql: "UPDATE datastores SET last_seen = ? WHERE id = ? AND state = 'active'",
-                arguments: [time, Membership.id(of: id)])
+                arguments: [time, id.ucpString])
             return db.changesCount > 0
         }
     }
@@ -317,7 +317,7 @@ public final class BrokerStore: Sendable {
         try write { db in
             for id in ids {
                 try db.execute(
-                    sql: "UPDATE datastores SET state = 'failed' WHERE id = ?", arguments: [Membership.id(of: id)])
+                    sql: "UPDATE datastores SET state = 'failed' WHERE id = ?", arguments: [id.ucpString])
             }
         }
     }
@@ -329,7 +329,7 @@ public final class BrokerStore: Sendable {
         try write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO data_locations (name, datastore_id) VALUES (?, ?)",
-                arguments: [name, Membership.id(of: datastore)])
+                arguments: [name, datastore.ucpString])
         }
     }
 
@@ -350,7 +350,7 @@ public final class BrokerStore: Sendable {
 
     /// Forgets where the data of job `jobID` is, except `<job_id>/result`.
     public func removeJobDataLocations(_ jobID: UUID) throws(BrokerStoreError) {
-        let prefix = Membership.id(of: jobID) + "/"
+        let prefix = jobID.ucpString + "/"
         try write { db in
             try db.execute(
                 sql: "DELETE FROM data_locations WHERE substr(name, 1, ?) = ? AND name <> ?",
@@ -365,7 +365,7 @@ public final class BrokerStore: Sendable {
         try read { db in
             try ids.filter { id in
                 try Bool.fetchOne(
-                    db, sql: "SELECT COUNT(*) > 0 FROM jobs WHERE id = ?", arguments: [Membership.id(of: id)])
+                    db, sql: "SELECT COUNT(*) > 0 FROM jobs WHERE id = ?", arguments: [id.ucpString])
                     != true
             }
         }
@@ -384,7 +384,7 @@ public final class BrokerStore: Sendable {
     @discardableResult
     public func submit(_ job: JobRecord, cause: Dot?) throws(BrokerStoreError) -> JobState {
         try write { db in
-            let key = Membership.id(of: job.id)
+            let key = job.id.ucpString
             if let row = try Row.fetchOne(db, sql: "SELECT state, done FROM jobs WHERE id = ?", arguments: [key]) {
                 let state: String = row["state"]
                 let done: String? = row["done"]
@@ -402,7 +402,7 @@ public final class BrokerStore: Sendable {
                 try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [key])
                 try db.execute(sql: "DELETE FROM job_waits WHERE job_id = ?", arguments: [key])
             }
-            let waits = Array(Set(job.waitFor.map { Membership.id(of: $0) })).sorted()
+            let waits = Array(Set(job.waitFor.map { $0.ucpString })).sorted()
             var unknown: [UUID] = []
             var pending = false
             for id in waits {
@@ -435,7 +435,7 @@ public final class BrokerStore: Sendable {
     /// A job, or nil when the broker never accepted it.
     public func job(_ id: UUID) throws(BrokerStoreError) -> JobRecord? {
         try read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [Membership.id(of: id)]).map(
+            try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id.ucpString]).map(
                 Self.job(from:))
         }
     }
@@ -469,7 +469,7 @@ public final class BrokerStore: Sendable {
                     UPDATE jobs SET state = 'assigned', executor_id = ?1, assigned = ?2 WHERE id = ?3 AND state = 'queued'
                     AND EXISTS (SELECT 1 FROM executors WHERE id = ?1 AND state = 'active')
                     """,
-                arguments: [Membership.id(of: executor), try Self.json(stamp), Membership.id(of: id)])
+                arguments: [executor.ucpString, try Self.json(stamp), id.ucpString])
             guard db.changesCount > 0 else { return false }
             try Self.log(db, JobEvent(jobID: id, kind: .assigned, stamp: stamp))
             try Self.mergeClock(db, stamp.clock)
@@ -481,7 +481,7 @@ public final class BrokerStore: Sendable {
     /// logging `refused`, unless it changed state meanwhile.
     public func refuse(_ id: UUID, stamp: ClockStamp) throws(BrokerStoreError) {
         try write { db in
-            let key = Membership.id(of: id)
+            let key = id.ucpString
             try db.execute(sql: "DELETE FROM jobs WHERE id = ? AND state = 'queued'", arguments: [key])
             guard db.changesCount > 0 else { return }
             try db.execute(sql: "DELETE FROM job_waits WHERE job_id = ?", arguments: [key])
@@ -505,7 +505,7 @@ public final class BrokerStore: Sendable {
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
     public func markDone(_ id: UUID, stamp: () -> ClockStamp, cause: Dot?) throws(BrokerStoreError) -> DoneOutcome {
         try write { db in
-            let key = Membership.id(of: id)
+            let key = id.ucpString
             guard let row = try Row.fetchOne(db, sql: "SELECT state, done FROM jobs WHERE id = ?", arguments: [key])
             else { throw BrokerStoreError.unknownJob(id) }
             if (row["done"] as String?) != nil { return DoneOutcome(changed: false, released: []) }
@@ -533,7 +533,7 @@ public final class BrokerStore: Sendable {
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
     public func delete(_ id: UUID, stamp: ClockStamp, cause: Dot?) throws(BrokerStoreError) -> JobRecord {
         try write { db in
-            let key = Membership.id(of: id)
+            let key = id.ucpString
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [key]) else {
                 throw BrokerStoreError.unknownJob(id)
             }
@@ -561,7 +561,7 @@ public final class BrokerStore: Sendable {
             try Bool.fetchOne(
                 db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND kind IN (?, ?))",
                 arguments: [
-                    Membership.id(of: id), JobEvent.Kind.resultForwarded.rawValue, JobEvent.Kind.resultStored.rawValue,
+                    id.ucpString, JobEvent.Kind.resultForwarded.rawValue, JobEvent.Kind.resultStored.rawValue,
                 ]) ?? false
         }
     }
@@ -571,7 +571,7 @@ public final class BrokerStore: Sendable {
         try read { db in
             try Row.fetchAll(
                 db, sql: "SELECT kind, stamp, dot FROM events WHERE job_id = ? ORDER BY seq",
-                arguments: [Membership.id(of: id)]
+                arguments: [id.ucpString]
             ).map { row in
                 guard let kind = JobEvent.Kind(rawValue: row["kind"]) else {
                     throw BrokerStoreError.database("unknown event kind \(row["kind"] as String)")
@@ -605,7 +605,7 @@ public final class BrokerStore: Sendable {
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
     public func decideResult(_ claim: LedgerEntry) throws(BrokerStoreError) -> LedgerVerdict {
         try write { db in
-            let key = Membership.id(of: claim.jobID)
+            let key = claim.jobID.ucpString
             guard try Bool.fetchOne(db, sql: "SELECT COUNT(*) > 0 FROM jobs WHERE id = ?", arguments: [key]) == true
             else { throw BrokerStoreError.unknownJob(claim.jobID) }
             let accepted = try Row.fetchOne(db, sql: "SELECT * FROM ledger_accepted WHERE job_id = ?", arguments: [key])
@@ -616,7 +616,7 @@ public final class BrokerStore: Sendable {
                 try db.execute(
                     sql: "INSERT INTO ledger_accepted (job_id, executor_id, dot, stamp, at) VALUES (?, ?, ?, ?, ?)",
                     arguments: [
-                        key, entry.executor.map { Membership.id(of: $0) }, entry.dot?.description,
+                        key, entry.executor.map { $0.ucpString }, entry.dot?.description,
                         try Self.json(entry.stamp), entry.at,
                     ])
             case .retried:
@@ -629,7 +629,7 @@ public final class BrokerStore: Sendable {
                         VALUES (?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
-                        key, entry.executor.map { Membership.id(of: $0) }, entry.dot?.description,
+                        key, entry.executor.map { $0.ucpString }, entry.dot?.description,
                         try Self.json(entry.stamp), rejection.reason, entry.at,
                     ])
             }
@@ -642,7 +642,7 @@ public final class BrokerStore: Sendable {
     public func acceptedResult(of id: UUID) throws(BrokerStoreError) -> LedgerEntry? {
         try read { db in
             try Row.fetchOne(
-                db, sql: "SELECT * FROM ledger_accepted WHERE job_id = ?", arguments: [Membership.id(of: id)]
+                db, sql: "SELECT * FROM ledger_accepted WHERE job_id = ?", arguments: [id.ucpString]
             ).map { try Self.ledgerEntry(id, $0) }
         }
     }
@@ -652,7 +652,7 @@ public final class BrokerStore: Sendable {
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
     public func ledger(of id: UUID) throws(BrokerStoreError) -> LedgerView {
         try read { db in
-            let key = Membership.id(of: id)
+            let key = id.ucpString
             guard try Bool.fetchOne(db, sql: "SELECT COUNT(*) > 0 FROM jobs WHERE id = ?", arguments: [key]) == true
             else { throw BrokerStoreError.unknownJob(id) }
             let accepted = try Row.fetchOne(db, sql: "SELECT * FROM ledger_accepted WHERE job_id = ?", arguments: [key])
@@ -781,7 +781,7 @@ public final class BrokerStore: Sendable {
         try db.execute(
             sql: "INSERT INTO events (job_id, kind, stamp, dot) VALUES (?, ?, ?, ?)",
             arguments: [
-                Membership.id(of: event.jobID), event.kind.rawValue, try json(event.stamp), event.cause?.description,
+                event.jobID.ucpString, event.kind.rawValue, try json(event.stamp), event.cause?.description,
             ])
     }
 
@@ -832,11 +832,11 @@ public enum BrokerStoreError: Error, Hashable, CustomStringConvertible {
         case .cannotOpen(let path, let why): "cannot open the broker database at \(path): \(why)"
         case .database(let why): "broker database failure: \(why)"
         case .identityMismatch(let stored, let proposed):
-            "the data folder belongs to broker \(Membership.id(of: stored)), not \(Membership.id(of: proposed))"
-        case .duplicateJob(let id): "job \(Membership.id(of: id)) was already submitted"
-        case .unknownJob(let id): "no job \(Membership.id(of: id))"
+            "the data folder belongs to broker \(stored.ucpString), not \(proposed.ucpString)"
+        case .duplicateJob(let id): "job \(id.ucpString) was already submitted"
+        case .unknownJob(let id): "no job \(id.ucpString)"
         case .unknownJobs(let ids):
-            "wait_for names unknown jobs: \(ids.map { Membership.id(of: $0) }.joined(separator: ", "))"
+            "wait_for names unknown jobs: \(ids.map { $0.ucpString }.joined(separator: ", "))"
         }
     }
 }

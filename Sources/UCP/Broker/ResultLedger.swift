@@ -49,8 +49,8 @@ public struct LedgerEntry: Sendable, Hashable, Codable {
     /// Encodes the JSON form, nulls included.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Membership.id(of: jobID), forKey: .jobID)
-        try c.encode(executor.map { Membership.id(of: $0) }, forKey: .executor)
+        try c.encode(jobID.ucpString, forKey: .jobID)
+        try c.encode(executor.map { $0.ucpString }, forKey: .executor)
         try c.encode(dot?.description, forKey: .dot)
         try c.encode(stamp, forKey: .stamp)
         try c.encode(at, forKey: .at)
@@ -89,7 +89,7 @@ public struct LedgerRejection: Sendable, Hashable, Codable {
     /// Encodes the JSON form, nulls included.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(entry.executor.map { Membership.id(of: $0) }, forKey: .executor)
+        try c.encode(entry.executor.map { $0.ucpString }, forKey: .executor)
         try c.encode(entry.dot?.description, forKey: .dot)
         try c.encode(entry.stamp, forKey: .stamp)
         try c.encode(reason, forKey: .reason)
@@ -175,9 +175,9 @@ public struct ResultLedger: Sendable {
     public static func decide(_ claim: LedgerEntry, given accepted: LedgerEntry?) -> LedgerVerdict {
         guard let accepted else { return .accepted(claim) }
         if let executor = claim.executor, executor == accepted.executor { return .retried(accepted) }
-        let winner = accepted.executor.map { Membership.id(of: $0) } ?? "an unknown executor"
+        let winner = accepted.executor.map { $0.ucpString } ?? "an unknown executor"
         let reason =
-            "the result of job \(Membership.id(of: claim.jobID)) was already accepted from executor \(winner)"
+            "the result of job \(claim.jobID.ucpString) was already accepted from executor \(winner)"
             + " at broker clock \(accepted.stamp.description)"
         return .rejected(LedgerRejection(claim, reason: reason), accepted: accepted)
     }
@@ -193,7 +193,7 @@ public struct ResultLedger: Sendable {
             let sa = a.stamp.entrySum
             let sb = b.stamp.entrySum
             if sa != sb { return sa < sb }
-            return (a.executor.map { Membership.id(of: $0) } ?? "") < (b.executor.map { Membership.id(of: $0) } ?? "")
+            return (a.executor.map { $0.ucpString } ?? "") < (b.executor.map { $0.ucpString } ?? "")
         }
     }
 

@@ -12,7 +12,7 @@ public enum MultipartReceiver {
     @discardableResult
     public static func receive(_ request: Request, into path: String, maxBytes: Int64 = 1 << 30) async throws -> Int64 {
         let boundary = try MultipartDataField.boundary(of: request)
-        let temporary = path + ".part-" + UUID().uuidString.lowercased()
+        let temporary = path + ".part-" + UUID().ucpString
         guard FileManager.default.createFile(atPath: temporary, contents: nil),
             let handle = FileHandle(forWritingAtPath: temporary)
         else {

@@ -14,7 +14,7 @@ public struct ResultTimeout: Error, Hashable, CustomStringConvertible {
     public var timeout: Duration
 
     /// One line naming the job.
-    public var description: String { "no result for job \(UCPPaths.id(jobID)) within \(timeout)" }
+    public var description: String { "no result for job \(jobID.ucpString) within \(timeout)" }
 }
 
 /// The client's result endpoint, as UCP's client serves it: `PUT /result/{job_id}` with the
@@ -68,7 +68,7 @@ public final class ResultListener: Service, Sendable {
         self.folder = try FileRoot(folder).path
         self.host = host
         self.requestedPort = port
-        self.clock = clock ?? NodeClock(nodeID: "client-" + Membership.id(of: UUID()), role: .dotted)
+        self.clock = clock ?? NodeClock(nodeID: "client-" + UUID().ucpString, role: .dotted)
         let metrics = NodeMetrics()
         self.metrics = metrics
         self.duplicates = metrics.counter("ucp_client_duplicate_results_total")
@@ -87,7 +87,7 @@ public final class ResultListener: Service, Sendable {
     public var address: Address? { port.map { Address(host: host, port: $0) } }
 
     /// The path a result of `jobID` is saved at.
-    public func path(for jobID: UUID) -> String { folder + "/" + UCPPaths.id(jobID) + ".zip" }
+    public func path(for jobID: UUID) -> String { folder + "/" + jobID.ucpString + ".zip" }
 
     /// Serves until graceful shutdown or cancellation.
     public func run() async throws {
@@ -107,12 +107,12 @@ public final class ResultListener: Service, Sendable {
                 // result kept is the one delivered; the server drains this body unread.
                 listener.state.withLock { $0.duplicates += 1 }
                 listener.duplicates.increment()
-                context.logger.info("dropped a second copy of the result of job \(UCPPaths.id(jobID))")
+                context.logger.info("dropped a second copy of the result of job \(jobID.ucpString)")
                 return JSONResponse.null()
             }
             try await MultipartReceiver.receive(request, into: listener.path(for: jobID))
             listener.arrived(jobID)
-            context.logger.info("received the result of job \(UCPPaths.id(jobID))")
+            context.logger.info("received the result of job \(jobID.ucpString)")
             return JSONResponse.null()
         }
         let onListening = self.onListening

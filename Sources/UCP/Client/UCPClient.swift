@@ -21,7 +21,7 @@ public final class UCPClient: Sendable {
         broker: Address, clock: NodeClock? = nil, auth: ClusterAuth? = nil, logger: Logger = Logger(label: "ucp.client")
     ) {
         self.broker = broker
-        self.clock = clock ?? NodeClock(nodeID: "client-" + Membership.id(of: UUID()), role: .dotted)
+        self.clock = clock ?? NodeClock(nodeID: "client-" + UUID().ucpString, role: .dotted)
         self.http = NodeHTTPClient(clock: self.clock, auth: auth)
         self.logger = logger
     }
@@ -97,7 +97,7 @@ public final class UCPClient: Sendable {
         guard answered == job.jobID else {
             throw SubmissionError(jobID: job.jobID, answer: answer.text)
         }
-        logger.info("submitted job", metadata: ["job": "\(UCPPaths.id(job.jobID))"])
+        logger.info("submitted job", metadata: ["job": "\(job.jobID.ucpString)"])
         return job.jobID
     }
 
@@ -132,6 +132,6 @@ public struct SubmissionError: Error, Hashable, CustomStringConvertible {
 
     /// One line.
     public var description: String {
-        "the broker answered \(answer.prefix(120)) to the submission of job \(UCPPaths.id(jobID))"
+        "the broker answered \(answer.prefix(120)) to the submission of job \(jobID.ucpString)"
     }
 }

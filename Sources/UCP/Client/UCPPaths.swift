@@ -12,37 +12,34 @@ public enum UCPPaths {
         return name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name
     }
 
-    /// A job id as UCP writes it: lowercased.
-    public static func id(_ uuid: UUID) -> String { Membership.id(of: uuid) }
-
     /// `/data/{name}`, plus `?job_id=` when `jobID` is given.
     public static func data(_ name: String, jobID: UUID? = nil) -> String {
-        "/data/" + encode(name) + (jobID.map { "?job_id=" + id($0) } ?? "")
+        "/data/" + encode(name) + (jobID.map { "?job_id=" + $0.ucpString } ?? "")
     }
 
     /// `/list/data/{prefix}`.
     public static func listData(_ prefix: String) -> String { "/list/data/" + encode(prefix) }
 
     /// `/result/{job_id}`.
-    public static func result(_ jobID: UUID) -> String { "/result/" + id(jobID) }
+    public static func result(_ jobID: UUID) -> String { "/result/" + jobID.ucpString }
 
     /// `/job/done/{job_id}`.
-    public static func jobDone(_ jobID: UUID) -> String { "/job/done/" + id(jobID) }
+    public static func jobDone(_ jobID: UUID) -> String { "/job/done/" + jobID.ucpString }
 
     /// `/job/submit/{job_id}`.
-    public static func jobSubmit(_ jobID: UUID) -> String { "/job/submit/" + id(jobID) }
+    public static func jobSubmit(_ jobID: UUID) -> String { "/job/submit/" + jobID.ucpString }
 
     /// `/job/{job_id}`.
-    public static func job(_ jobID: UUID) -> String { "/job/" + id(jobID) }
+    public static func job(_ jobID: UUID) -> String { "/job/" + jobID.ucpString }
 
     /// `/executors/register`.
     public static let register = "/executors/register"
 
     /// `/executors/heartbeat/{exec_id}`.
-    public static func heartbeat(_ executorID: UUID) -> String { "/executors/heartbeat/" + id(executorID) }
+    public static func heartbeat(_ executorID: UUID) -> String { "/executors/heartbeat/" + executorID.ucpString }
 
     /// The name UCP gives data that belongs to a job: `<job_id>/<name>`.
-    public static func jobDataName(_ jobID: UUID, _ name: String) -> String { id(jobID) + "/" + name }
+    public static func jobDataName(_ jobID: UUID, _ name: String) -> String { jobID.ucpString + "/" + name }
 }
 
 /// The body of `PUT /job/submit/{job_id}`: `{"job_info": JobInfo, "wait_for": [uuid, ...]}`
@@ -75,7 +72,7 @@ public struct JobSubmitBody: Sendable, Hashable, Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(jobInfo, forKey: .jobInfo)
-        try c.encodeIfPresent(waitFor?.map { Membership.id(of: $0) }, forKey: .waitFor)
+        try c.encodeIfPresent(waitFor?.map { $0.ucpString }, forKey: .waitFor)
     }
 }
 

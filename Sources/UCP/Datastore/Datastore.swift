@@ -49,7 +49,7 @@ public final class Datastore: Sendable {
     ///
     /// - Throws: ``DatastoreError/storage(_:_:)`` when the temporary file cannot be made.
     public func beginUpload(_ name: DataName) throws(DatastoreError) -> Upload {
-        let temporary = incoming.path + "/" + UUID().uuidString.lowercased()
+        let temporary = incoming.path + "/" + UUID().ucpString
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .storage(name.rawValue, UnsafePath(temporary, .system(errno))) }
         return Upload(store: self, name: name, temporary: temporary, fd: fd)

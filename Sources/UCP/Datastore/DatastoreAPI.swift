@@ -36,8 +36,8 @@ public struct DatastoreAPI: Sendable {
         self.node =
             node
             ?? NodeRoutes(
-                clock: NodeClock(nodeID: Membership.id(of: id), role: .dotted), metrics: NodeMetrics(),
-                instanceName: NodeRoutes.instanceName(role: "datastore", id: Membership.id(of: id)))
+                clock: NodeClock(nodeID: id.ucpString, role: .dotted), metrics: NodeMetrics(),
+                instanceName: NodeRoutes.instanceName(role: "datastore", id: id.ucpString))
     }
 
     /// The node's zeroconf instance name, as UCP builds it.
@@ -59,7 +59,7 @@ public struct DatastoreAPI: Sendable {
             guard let jobID = UUID(uuidString: text) else {
                 throw APIError(.badRequest, "job_id \"\(text)\" is not a UUID")
             }
-            _ = api.store.deleteJobData(Membership.id(of: jobID))
+            _ = api.store.deleteJobData(jobID.ucpString)
             return JSONResponse.null()
         }
         router.get("list") { _, _ in try JSONResponse.ok(api.store.list()) }
@@ -217,7 +217,7 @@ public struct DatastoreAPI: Sendable {
             guard let uuid = UUID(uuidString: String(text)) else {
                 throw APIError(.badRequest, "job_id \"\(text)\" is not a UUID")
             }
-            jobID = Membership.id(of: uuid)
+            jobID = uuid.ucpString
         }
         return try JSONResponse.ok(store.list(prefix: prefix, jobID: jobID, page: page, size: size))
     }

@@ -81,7 +81,7 @@ public struct DatastoreNode: Service {
     public func run() async throws {
         let store = try Datastore(rootdir: configuration.rootdir, maxItemBytes: configuration.maxItemBytes)
         let id = try Self.identity(in: store.root.path, proposed: configuration.id)
-        let nodeID = Membership.id(of: id)
+        let nodeID = id.ucpString
         let clock = NodeClock(nodeID: nodeID, role: .dotted)
         let routes = NodeRoutes(
             clock: clock, metrics: NodeMetrics(), instanceName: NodeRoutes.instanceName(role: "datastore", id: nodeID),
@@ -144,7 +144,7 @@ public struct DatastoreNode: Service {
             await Self.pause(configuration.heartbeatInterval)
             guard !Task.isCancelled && !Task.isShuttingDownGracefully else { return }
             do {
-                try await client.call(.PUT, broker, "/datastores/heartbeat/\(Membership.id(of: id))")
+                try await client.call(.PUT, broker, "/datastores/heartbeat/\(id.ucpString)")
             } catch let error as NodeCallError where error.status == 404 {
                 logger.info("the broker forgot this datastore; registering again")
                 registered = false
@@ -176,7 +176,7 @@ public struct DatastoreNode: Service {
         }
         let id = proposed ?? UUID()
         do {
-            try Data((Membership.id(of: id) + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try Data((id.ucpString + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
             throw .cannotStoreIdentity(path: path, "\(error)")
         }
@@ -195,7 +195,7 @@ public enum DatastoreNodeError: Error, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .identityMismatch(let path, let stored, let proposed):
-            "\(path) names datastore \(Membership.id(of: stored)), not \(Membership.id(of: proposed))"
+            "\(path) names datastore \(stored.ucpString), not \(proposed.ucpString)"
         case .cannotStoreIdentity(let path, let why): "cannot write the datastore id to \(path): \(why)"
         }
     }

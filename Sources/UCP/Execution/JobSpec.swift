@@ -66,7 +66,7 @@ public struct JobSpec: Sendable, Hashable {
         var named: [JobPath: String] = [:]
         for (inJob, name) in info.namedResults { named[try JobPath(inJob)] = name }
         try self.init(
-            jobID: Membership.id(of: jobID), module: module, args: info.args, env: info.env, stdin: stdin,
+            jobID: jobID.ucpString, module: module, args: info.args, env: info.env, stdin: stdin,
             zipResults: zip, namedResults: named, timeLimit: timeLimit)
     }
 }

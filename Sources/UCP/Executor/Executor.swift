@@ -116,7 +116,7 @@ public final class Executor: Sendable {
         if let refusal { throw refusal }
         let folder: JobFolder
         do {
-            folder = try runner.prepare(jobID: UCPPaths.id(jobID), directories: directories)
+            folder = try runner.prepare(jobID: jobID.ucpString, directories: directories)
         } catch {
             state.withLock { $0.forget(jobID, metrics: metrics) }
             throw .setup(jobID, problem: "\(error)")
@@ -125,7 +125,7 @@ public final class Executor: Sendable {
             s.jobs[jobID]?.folder = folder
             s.event(jobID, "accepted", clock.event(), detail: info.emergency.name)
         }
-        logger.info("accepted job", metadata: ["job": "\(UCPPaths.id(jobID))", "emergency": "\(info.emergency)"])
+        logger.info("accepted job", metadata: ["job": "\(jobID.ucpString)", "emergency": "\(info.emergency)"])
         Task { await self.fetchAndQueue(jobID, spec: spec, downloads: downloads, folder: folder) }
     }
 
@@ -160,7 +160,7 @@ public final class Executor: Sendable {
         guard known else { throw .unknownJob(jobID) }
         if let folder { try? folder.remove() }
         settled.continuation.yield()
-        logger.info("deleted job", metadata: ["job": "\(UCPPaths.id(jobID))"])
+        logger.info("deleted job", metadata: ["job": "\(jobID.ucpString)"])
     }
 
     /// The jobs on this executor (UCP's `GET /job/list`): every job accepted and not yet deleted,
@@ -216,14 +216,14 @@ public final class Executor: Sendable {
         guard applied else {
             logger.info(
                 "emergency notice not applied: the one in force supersedes it",
-                metadata: ["notice": "\(Membership.id(of: notice.id))", "origin": "\(notice.origin)"])
+                metadata: ["notice": "\(notice.id.ucpString)", "origin": "\(notice.origin)"])
             return (false, current)
         }
         metrics.emergencyLevel.record(Int(notice.level?.rawValue ?? 0))
         logger.notice(
             "emergency mode \(notice.level.map { "raised at \($0)" } ?? "cleared")",
             metadata: [
-                "notice": "\(Membership.id(of: notice.id))", "origin": "\(notice.origin)",
+                "notice": "\(notice.id.ucpString)", "origin": "\(notice.origin)",
                 "reason": "\(notice.reason)", "stamp": "\(notice.stamp)",
             ])
         pump()
@@ -251,7 +251,7 @@ public final class Executor: Sendable {
         }
         let idle = await waitUntilIdle(timeout: grace)
         if !idle {
-            let left = state.withLock { s in s.jobs.values.filter { !$0.state.isSettled }.map { UCPPaths.id($0.id) } }
+            let left = state.withLock { s in s.jobs.values.filter { !$0.state.isSettled }.map { $0.id.ucpString } }
             logger.error("shutdown grace of \(grace) over; jobs not settled", metadata: ["jobs": "\(left)"])
         }
         runner.shutdown()
@@ -286,11 +286,11 @@ public final class Executor: Sendable {
         var downloads = downloads
         do {
             for glob in downloads.globs {
-                let names = try await brokerCall("listing \(glob.prefix)* for job \(UCPPaths.id(jobID))") {
+                let names = try await brokerCall("listing \(glob.prefix)* for job \(jobID.ucpString)") {
                     try await self.http.decode([String].self, .GET, self.broker, UCPPaths.listData(glob.prefix))
                 }
                 for problem in downloads.expand(glob, names: names) {
-                    logger.warning("skipped data", metadata: ["job": "\(UCPPaths.id(jobID))", "problem": "\(problem)"])
+                    logger.warning("skipped data", metadata: ["job": "\(jobID.ucpString)", "problem": "\(problem)"])
                 }
             }
             for item in downloads.items {
@@ -298,7 +298,7 @@ public final class Executor: Sendable {
                 let root = item.folder == .code ? folder.code : folder.data
                 let target = try root.createParents(of: item.path)
                 let path = UCPPaths.data(item.name.rawValue, jobID: item.jobID)
-                try await brokerCall("downloading \(item.name) for job \(UCPPaths.id(jobID))") {
+                try await brokerCall("downloading \(item.name) for job \(jobID.ucpString)") {
                     try await self.http.download(self.broker, path, to: target)
                 }
             }
@@ -349,7 +349,7 @@ public final class Executor: Sendable {
                 if s.slots.count >= workers {
                     guard level == .critical, let victim = s.victim() else { break }
                     s.slots.removeValue(forKey: victim)?.flag.request()
-                    s.event(victim, "preempted", clock.event(), detail: "for CRITICAL job \(UCPPaths.id(jobID))")
+                    s.event(victim, "preempted", clock.event(), detail: "for CRITICAL job \(jobID.ucpString)")
                     preempted.append((victim, jobID))
                 } else if level < .high, s.slots.values.count(where: { $0.level < .high }) >= normalWorkers {
                     break
@@ -369,7 +369,7 @@ public final class Executor: Sendable {
             metrics.preemptions.increment()
             logger.notice(
                 "preempted a job for a CRITICAL job; it stops at its next WASI call and runs again later",
-                metadata: ["job": "\(UCPPaths.id(victim))", "for": "\(UCPPaths.id(critical))"])
+                metadata: ["job": "\(victim.ucpString)", "for": "\(critical.ucpString)"])
         }
         for (jobID, spec, folder, flag) in starts {
             Task { await self.run(jobID, spec: spec, folder: folder, preemption: flag) }
@@ -389,7 +389,7 @@ public final class Executor: Sendable {
             s.event(jobID, "requeued", clock.event(), detail: "preempted; runs again from the start")
             return .requeued
         }
-        logger.info("preempted job stopped", metadata: ["job": "\(UCPPaths.id(jobID))", "next": "\(next)"])
+        logger.info("preempted job stopped", metadata: ["job": "\(jobID.ucpString)", "next": "\(next)"])
         pump()
         switch next {
         case .requeued: break
@@ -410,7 +410,7 @@ public final class Executor: Sendable {
             outcome = report.outcome.description
             if !report.skipped.isEmpty {
                 logger.warning(
-                    "results left out", metadata: ["job": "\(UCPPaths.id(jobID))", "skipped": "\(report.skipped)"])
+                    "results left out", metadata: ["job": "\(jobID.ucpString)", "skipped": "\(report.skipped)"])
             }
         } catch {
             outcome = "failed: \(error)"
@@ -422,7 +422,7 @@ public final class Executor: Sendable {
             s.event(jobID, "finished", clock.event(), detail: outcome)
             return s.jobs[jobID]?.discard ?? true
         }
-        logger.info("job finished", metadata: ["job": "\(UCPPaths.id(jobID))", "outcome": "\(outcome)"])
+        logger.info("job finished", metadata: ["job": "\(jobID.ucpString)", "outcome": "\(outcome)"])
         pump()
         if discard { return finishDiscarded(jobID) }
         await deliver(jobID, zip: zip, named: named)
@@ -435,7 +435,7 @@ public final class Executor: Sendable {
                 return s.jobs[jobID]?.info
             })
         else { return }
-        let job = UCPPaths.id(jobID)
+        let job = jobID.ucpString
         for result in named {
             do {
                 try await brokerCall("storing named result \(result.name) of job \(job)") {
@@ -513,7 +513,7 @@ public final class Executor: Sendable {
         stamp(jobID, "result_refused", detail: refusal)
         logger.warning(
             "the broker refused the result: another executor's was accepted first",
-            metadata: ["job": "\(UCPPaths.id(jobID))", "refusal": "\(refusal)"])
+            metadata: ["job": "\(jobID.ucpString)", "refusal": "\(refusal)"])
         let discard = state.withLock { $0.jobs[jobID]?.discard ?? false }
         if info.delete || discard { removeFolder(jobID) }
         settle(jobID, .superseded)
@@ -531,7 +531,7 @@ public final class Executor: Sendable {
 
     private func handBack(_ jobID: UUID) async {
         guard let info = state.withLock({ $0.jobs[jobID]?.info }) else { return }
-        let job = UCPPaths.id(jobID)
+        let job = jobID.ucpString
         let policy = RetryPolicy(window: min(configuration.retryWindow, configuration.shutdownGrace), maxDelay: configuration.maxRetryDelay)
         do {
             try await policy.run("handing job \(job) back", logger: logger, retryIf: Self.isRetryable) {

@@ -68,7 +68,7 @@ public struct ExecutorAPI: Sendable {
             return try JSONResponse.ok(capabilities)
         }
         router.get("job/list") { _, _ in
-            try JSONResponse.ok(api.executor.jobIDs().map { Membership.id(of: $0) })
+            try JSONResponse.ok(api.executor.jobIDs().map { $0.ucpString })
         }
         router.delete("job/:job_id") { _, context in
             let jobID = try Self.jobID(context)

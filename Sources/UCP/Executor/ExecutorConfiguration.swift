@@ -126,7 +126,7 @@ public struct ExecutorConfiguration: Sendable {
 
     private static func keep(_ id: UUID, at path: String) throws(ExecutorError) {
         do {
-            try Data((id.uuidString.lowercased() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try Data((id.ucpString + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
             throw .identity(path: path, problem: "\(error.localizedDescription)")
         }

@@ -22,9 +22,9 @@ public enum ExecutorError: Error, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notAccepting: "the executor is shutting down and accepts no job"
-        case .duplicateJob(let id): "job \(id.uuidString.lowercased()) is already on this executor"
-        case .invalidJob(let id, let problem): "job \(id.uuidString.lowercased()): \(problem)"
-        case .setup(let id, let problem): "cannot set up job \(id.uuidString.lowercased()): \(problem)"
+        case .duplicateJob(let id): "job \(id.ucpString) is already on this executor"
+        case .invalidJob(let id, let problem): "job \(id.ucpString): \(problem)"
+        case .setup(let id, let problem): "cannot set up job \(id.ucpString): \(problem)"
         case .unknownJob: "Job not found"
         case .identity(let path, let problem): "cannot keep the executor id in \(path): \(problem)"
         case .configuration(let problem): "invalid executor configuration: \(problem)"

@@ -100,7 +100,7 @@ public struct ExecutorJobStatus: Sendable, Hashable, Codable {
     /// Encodes the JSON form, the id lowercased as UCP writes ids.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id.uuidString.lowercased(), forKey: .id)
+        try c.encode(id.ucpString, forKey: .id)
         try c.encode(state, forKey: .state)
         try c.encodeIfPresent(outcome, forKey: .outcome)
         try c.encode(emergency, forKey: .emergency)

@@ -56,7 +56,7 @@ public final class ExecutorNode: Service, Sendable {
     public func run() async throws {
         let id = try identity.get()
         try configuration.validate()
-        let name = Membership.id(of: id)
+        let name = id.ucpString
         var nodeLogger = self.logger
         nodeLogger[metadataKey: "executor"] = "\(name)"
         let logger = nodeLogger

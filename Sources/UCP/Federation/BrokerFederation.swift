@@ -230,7 +230,7 @@ public final class BrokerFederation: Sendable {
                 for job in outcome.ledgerReversals {
                     logger.warning(
                         "federation: a peer accepted a result for this job first; this broker's decision became a rejection",
-                        metadata: ["job": "\(Membership.id(of: job))"])
+                        metadata: ["job": "\(job.ucpString)"])
                 }
             } catch {
                 logger.error("federation: could not apply a peer's changes", metadata: ["error": "\(error)"])

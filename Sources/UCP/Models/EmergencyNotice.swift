@@ -37,7 +37,7 @@ public struct EmergencyNotice: Sendable, Hashable, Codable {
     /// Encodes `level` as null when cleared (rather than leaving it out).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Membership.id(of: id), forKey: .id)
+        try c.encode(id.ucpString, forKey: .id)
         try c.encode(level, forKey: .level)
         try c.encode(reason, forKey: .reason)
         try c.encode(origin, forKey: .origin)
@@ -63,7 +63,7 @@ public struct EmergencyNotice: Sendable, Hashable, Codable {
         case .before: return false
         case .equal, .concurrent:
             if origin != other.origin { return origin > other.origin }
-            return Membership.id(of: id) > Membership.id(of: other.id)
+            return id.ucpString > other.id.ucpString
         }
     }
 }

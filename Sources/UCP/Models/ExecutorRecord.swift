@@ -43,7 +43,7 @@ public struct ExecutorRecord: Sendable, Hashable, Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(address, forKey: .address)
-        try c.encode(id.uuidString.lowercased(), forKey: .id)
+        try c.encode(id.ucpString, forKey: .id)
         try c.encode(curCaps, forKey: .curCaps)
         try c.encode(lastUpdate, forKey: .lastUpdate)
     }

@@ -300,7 +300,7 @@ public struct NodeCallError: Error, Hashable, CustomStringConvertible {
 
 /// The framing around a single multipart/form-data field named `data`.
 struct MultipartForm {
-    let boundary = "causalucp-\(UUID().uuidString.lowercased())"
+    let boundary = "causalucp-\(UUID().ucpString)"
     let filename: String
 
     var contentType: String { "multipart/form-data; boundary=\(boundary)" }

@@ -110,7 +110,7 @@ final class SpooledBody: Sendable {
 
     private static func openSpoolFile(in folder: String) throws -> (path: String, handle: FileHandle) {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let path = folder + "/body-" + UUID().uuidString.lowercased()
+        let path = folder + "/body-" + UUID().ucpString
         guard FileManager.default.createFile(atPath: path, contents: nil),
             let handle = FileHandle(forWritingAtPath: path)
         else {
