@@ -37,19 +37,23 @@ struct HeaderValuesTests {
         #expect(Self.outcome(value) == expected)
     }
 
-    @Test("clock ids: 1 to 128 characters")
+    @Test("clock ids: 1 to 128 UTF-8 bytes, however few characters those are")
     func clockIDs() {
         let longest = String(repeating: "n", count: 128)
         #expect(Self.outcome(#"{"\#(longest)":1}"#) == .success([longest: 1]))
         #expect(
             Self.outcome(#"{"\#(longest)n":1}"#)
-                == .failure(ClockHeaderError("X-UCP-Clock has a node id of 129 characters (1...128)")))
+                == .failure(ClockHeaderError("X-UCP-Clock has a node id of 129 bytes (1...128)")))
         #expect(
-            Self.outcome(#"{"":1}"#)
-                == .failure(ClockHeaderError("X-UCP-Clock has a node id of 0 characters (1...128)")))
-        // Characters, not bytes: 128 accented letters of 3 bytes each are one id.
-        let accented = String(repeating: "e\u{301}", count: 128)
+            Self.outcome(#"{"":1}"#) == .failure(ClockHeaderError("X-UCP-Clock has a node id of 0 bytes (1...128)")))
+        // 42 accented letters of 3 bytes each fit; one letter with 200 combining marks does not.
+        let accented = String(repeating: "e\u{301}", count: 42)
         #expect(Self.outcome(#"{"\#(accented)":1}"#) == .success([accented: 1]))
+        let oneCharacter = "e" + String(repeating: "\u{301}", count: 200)
+        #expect(oneCharacter.count == 1)
+        #expect(
+            Self.outcome(#"{"\#(oneCharacter)":1}"#)
+                == .failure(ClockHeaderError("X-UCP-Clock has a node id of 401 bytes (1...128)")))
     }
 
     @Test("clock width: 1024 entries are read, 1025 refused")
@@ -90,6 +94,9 @@ struct HeaderValuesTests {
         arguments: [
             "", "x", "exec-1", ":1", "x:", "x:18446744073709551616", "x:-1", "x:-9223372036854775808", "x: 1", "x:1 ",
             "x:0x10", "x:1e3", String(repeating: "n", count: 129) + ":1", String(repeating: "9", count: 10_000),
+            // One character of 401 bytes, and one of 20,000 people joined by zero-width joiners.
+            "e" + String(repeating: "\u{301}", count: 200) + ":1",
+            String(repeating: "\u{1F468}\u{200D}", count: 20_000) + "\u{1F468}:1",
         ])
     func malformedDots(value: String) {
         #expect(HeaderValues.dot(value) == nil)

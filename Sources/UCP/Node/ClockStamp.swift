@@ -20,7 +20,8 @@ public struct Dot: Sendable, Hashable, Codable, CustomStringConvertible {
     /// `node:seq`, the header form.
     public var description: String { "\(node):\(seq)" }
 
-    /// Reads the header form `node:seq` (the node part may not be empty; seq is decimal).
+    /// Reads the header form `node:seq` (the node part may not be empty nor longer than
+    /// ``ClockStamp/maxNodeIDLength`` UTF-8 bytes; seq is decimal).
     public init?(header: some StringProtocol) {
         guard let (node, seq) = HeaderValues.dot(header) else { return nil }
         self.init(node: node, seq: seq)
@@ -49,7 +50,7 @@ public struct ClockStamp: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Most entries a received clock may have: clocks are as wide as the broker group, so a
     /// wider one is malformed (or hostile) and refused before it is merged.
     public static let maxEntries = HeaderValues.maxClockEntries
-    /// Longest node id accepted in a clock or dot.
+    /// Longest node id accepted in a clock or dot, in UTF-8 bytes.
     public static let maxNodeIDLength = HeaderValues.maxNodeIDLength
 
     /// The header that carries the clock.
@@ -64,7 +65,7 @@ public struct ClockStamp: Sendable, Hashable, Codable, CustomStringConvertible {
     }
 
     /// Reads an `X-UCP-Clock` value: a JSON object of at most ``maxEntries`` node ids (non-empty,
-    /// at most ``maxNodeIDLength`` characters) to unsigned integers.
+    /// at most ``maxNodeIDLength`` UTF-8 bytes) to unsigned integers.
     ///
     /// - Throws: ``ClockHeaderError`` saying what is wrong.
     public static func clock(fromHeader value: some StringProtocol) throws(ClockHeaderError) -> [String: UInt64] {

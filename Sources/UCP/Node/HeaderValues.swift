@@ -13,14 +13,16 @@ enum HeaderValues {
     static let dotHeader = "X-UCP-Dot"
     /// Most entries a received clock may have (see ``ClockStamp/maxEntries``).
     static let maxClockEntries = 1024
-    /// Longest node id, in characters, accepted in a clock or dot.
+    /// Longest node id accepted in a clock or dot, in UTF-8 bytes. Bytes, not characters: one
+    /// character can hold any number of combining marks, so a bound in characters bounds nothing.
+    /// Node ids are UUIDs, 36 bytes, or `client-` and a UUID.
     static let maxNodeIDLength = 128
     /// Longest `X-UCP-Clock` value read: ``maxClockEntries`` entries of the longest id, quotes,
     /// colon, comma and a 20-digit count. Longer values are refused before JSON decoding.
     static let maxClockBytes = maxClockEntries * (maxNodeIDLength + 24)
 
     /// Reads an `X-UCP-Clock` value: a JSON object of at most ``maxClockEntries`` node ids
-    /// (non-empty, at most ``maxNodeIDLength`` characters) to unsigned 64-bit integers.
+    /// (non-empty, at most ``maxNodeIDLength`` UTF-8 bytes) to unsigned 64-bit integers.
     ///
     /// Complexity: O(n) in the value's length, which is at most ``maxClockBytes``.
     /// - Throws: ``ClockHeaderError`` saying what is wrong.
@@ -39,20 +41,20 @@ enum HeaderValues {
             throw ClockHeaderError(
                 "\(clockHeader) has \(entries.count) entries; at most \(maxClockEntries) are accepted")
         }
-        if let bad = entries.keys.first(where: { $0.isEmpty || $0.count > maxNodeIDLength }) {
-            throw ClockHeaderError("\(clockHeader) has a node id of \(bad.count) characters (1...\(maxNodeIDLength))")
+        if let bad = entries.keys.first(where: { $0.isEmpty || $0.utf8.count > maxNodeIDLength }) {
+            throw ClockHeaderError("\(clockHeader) has a node id of \(bad.utf8.count) bytes (1...\(maxNodeIDLength))")
         }
         return entries
     }
 
     /// Reads an `X-UCP-Dot` value `<node>:<seq>`: the node is everything before the last colon
-    /// (non-empty, at most ``maxNodeIDLength`` characters), seq is a decimal `UInt64`.
+    /// (non-empty, at most ``maxNodeIDLength`` UTF-8 bytes), seq is a decimal `UInt64`.
     ///
     /// - Returns: the node and seq, or nil when the value is not of that form.
     static func dot(_ value: some StringProtocol) -> (node: String, seq: UInt64)? {
         guard let colon = value.lastIndex(of: ":") else { return nil }
         let node = value[..<colon]
-        guard !node.isEmpty, node.count <= maxNodeIDLength, let seq = UInt64(value[value.index(after: colon)...])
+        guard !node.isEmpty, node.utf8.count <= maxNodeIDLength, let seq = UInt64(value[value.index(after: colon)...])
         else { return nil }
         return (String(node), seq)
     }
