@@ -332,6 +332,18 @@ int cc__link_ctl_frame(node_conn *c, uint8_t type, uint64_t seq, const void *pay
  * reconnect). Returns CC_OK or CC_ECLOSED. */
 int cc__node_drop_connections(cc_node *node);
 
+/* Fuzz hooks (Fuzz/C/fuzz_node.c), loop thread: the receive path without a
+ * socket to read from. cc__link_adopt takes fd, one end of a connected
+ * stream socket, as a connection the listener accepted (in the handshake;
+ * the node writes to it, and closes it with the connection); NULL on
+ * failure, and fd is still the caller's. cc__link_feed hands the connection bytes as reads would, as many
+ * at a time as its buffer has room for, until all are taken or it closes or
+ * pauses (stops reading); returns the bytes taken. cc__link_peer_mac is the
+ * AUTH tag the peer must send once the connection took its HELLO. */
+node_conn *cc__link_adopt(cc_node *n, int fd);
+size_t cc__link_feed(node_conn *c, const uint8_t *p, size_t len);
+void cc__link_peer_mac(const node_conn *c, uint8_t mac[NODE_MAC]);
+
 /* The loop thread is the only writer of the counters: a relaxed load and
  * store make an increment; readers only need untorn values. */
 static inline void node_bump(_Atomic uint64_t *c, uint64_t v) {

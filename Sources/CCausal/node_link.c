@@ -526,6 +526,16 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     buf->len = c->rcap - c->rlen;
 }
 
+/* nread bytes landed in the buffer's free tail (on_alloc's). */
+static void received(node_conn *c, size_t nread) {
+    cc_node *n = c->node;
+    c->rlen += nread;
+    c->last_rx = uv_now(cc_loop_uv(n->loop));
+    node_bump(&n->stats.bytes_in, (uint64_t)nread);
+    conn_process(c);
+    cc__link_after_io(n);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     node_conn *c = s->data;
     cc_node *n = c->node;
@@ -540,11 +550,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0)
         return;
-    c->rlen += (size_t)nread;
-    c->last_rx = uv_now(cc_loop_uv(n->loop));
-    node_bump(&n->stats.bytes_in, (uint64_t)nread);
-    conn_process(c);
-    cc__link_after_io(n);
+    received(c, (size_t)nread);
 }
 
 static void start_reading(node_conn *c) {
@@ -654,6 +660,46 @@ void cc__link_dial(cc_node *n, node_peer *p) {
         rc = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&ss, on_connect);
     if (rc != 0)
         cc__link_close(c, 0, 0, NULL);
+}
+
+/* ---- fuzz hooks (node_internal.h) ----------------------------------------------- */
+
+node_conn *cc__link_adopt(cc_node *n, int fd) {
+    if (n->closing)
+        return NULL;
+    node_conn *c = conn_new(n);
+    if (!c)
+        return NULL;
+    n->nhandshaking++; /* as on_connection */
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        cc__link_close(c, 0, 0, NULL);
+        return NULL;
+    }
+    start_reading(c);
+    return c;
+}
+
+size_t cc__link_feed(node_conn *c, const uint8_t *p, size_t len) {
+    cc_node *n = c->node;
+    size_t fed = 0;
+    /* A paused link has stopped reading: the rest would wait in the socket. */
+    while (fed < len && c->state != CONN_CLOSING && !n->closing && !c->paused) {
+        size_t k = c->rcap - c->rlen; /* on_alloc's buffer */
+        if (k == 0)
+            break; /* libuv would fail the read with UV_ENOBUFS */
+        if (k > len - fed)
+            k = len - fed;
+        memcpy(c->rbuf + c->rlen, p + fed, k);
+        fed += k;
+        received(c, k);
+    }
+    return fed;
+}
+
+void cc__link_peer_mac(const node_conn *c, uint8_t mac[NODE_MAC]) {
+    uint8_t in[AUTH_INPUT];
+    auth_input(in, c->slot, c->node->cfg.self, c->peer_nonce, c->nonce); /* what on_auth verifies */
+    crypto_auth(mac, in, sizeof in, c->node->cfg.key);
 }
 
 /* ---- the sweep ------------------------------------------------------------------- */
