@@ -5,8 +5,8 @@ APT_PACKAGES := libuv1-dev libjemalloc-dev libsodium-dev libsqlite3-dev cmake pk
 
 BUSY_RUNS ?= 3
 
-.PHONY: all deps build demo demo-busy test test-busy test-c test-c-sanitized test-c-tsan test-swift bench bench-c bench-jobs \
-	format lint clean
+.PHONY: all deps build demo demo-busy test test-busy test-c test-c-sanitized test-c-tsan test-fuzz test-swift \
+	fuzz fuzz-build bench bench-c bench-jobs format lint clean
 
 all: build
 
@@ -35,7 +35,7 @@ demo: deps
 	$(DEBUG_BUILD)
 	$$($(SWIFT) build --show-bin-path)/ucp demo
 
-test: deps test-c test-c-sanitized test-c-tsan test-swift
+test: deps test-c test-c-sanitized test-c-tsan test-fuzz test-swift
 
 # `make test` and `make demo` $(BUSY_RUNS) times in a row while `yes` keeps one core busy: every
 # time-dependent expectation must hold on a loaded machine. Stops at the first failure.
@@ -72,6 +72,46 @@ test-c-tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	ctest --test-dir build-tsan --output-on-failure
 
+# libFuzzer (Fuzz/README.md). The C targets are built with clang (FUZZ_CC) in build-fuzz; without a
+# compiler that links -fsanitize=fuzzer none is built, and the runs below say so and pass.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_TEST_SECONDS ?= 30
+FUZZ_FLAGS ?= -timeout=10 -rss_limit_mb=2048
+
+# $(call fuzz_run,<executable>,<name>,<seconds>,<scratch>[,<dictionary>]): libFuzzer for that long from
+# Fuzz/corpus/<name>, which it only reads: new inputs go to <scratch>/<name>, crashes to
+# <scratch>/<name>-crashes/, its output to <scratch>/<name>.log (the end of it is shown if it fails).
+# One line per target in `fuzz` and `test-fuzz`.
+define fuzz_run
+	@if [ -x "$(1)" ]; then \
+	  mkdir -p $(4)/$(2) $(4)/$(2)-crashes && echo "== fuzz $(2): $(3) s, log in $(4)/$(2).log" && \
+	  if $(1) -max_total_time=$(3) $(FUZZ_FLAGS) $(if $(5),-dict=$(5)) -artifact_prefix=$(4)/$(2)-crashes/ \
+	      $(4)/$(2) Fuzz/corpus/$(2) >$(4)/$(2).log 2>&1; then \
+	    grep -E ' DONE ' $(4)/$(2).log | tail -1; \
+	  else tail -n 60 $(4)/$(2).log; echo "== fuzz $(2): FAILED, input in $(4)/$(2)-crashes/"; exit 1; fi; \
+	else echo "== fuzz $(2): skipped, no $(1) (no $(FUZZ_CC) with libFuzzer)"; fi
+endef
+
+fuzz-build: deps
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
+	  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCC_FUZZ=ON -DCMAKE_C_COMPILER=$(FUZZ_CC) >/dev/null && \
+	  cmake --build build-fuzz -j $(JOBS) --target cc_fuzz; \
+	else echo "fuzz: no $(FUZZ_CC) on the PATH, no fuzz targets built"; fi
+
+# Each target for FUZZ_SECONDS; what it finds stays in build-fuzz/findings across runs (copy an input
+# worth keeping into Fuzz/corpus/<name>).
+fuzz: fuzz-build
+	$(call fuzz_run,build-fuzz/cc_fuzz_frame,frame,$(FUZZ_SECONDS),build-fuzz/findings,Fuzz/wire.dict)
+	$(call fuzz_run,build-fuzz/cc_fuzz_node,node,$(FUZZ_SECONDS),build-fuzz/findings,Fuzz/wire.dict)
+
+# For make test: each target for FUZZ_TEST_SECONDS, first over every input checked in (a regression on
+# one of them fails at once), from an empty scratch folder each time.
+test-fuzz: fuzz-build
+	rm -rf build-fuzz/test
+	$(call fuzz_run,build-fuzz/cc_fuzz_frame,frame,$(FUZZ_TEST_SECONDS),build-fuzz/test,Fuzz/wire.dict)
+	$(call fuzz_run,build-fuzz/cc_fuzz_node,node,$(FUZZ_TEST_SECONDS),build-fuzz/test,Fuzz/wire.dict)
+
 # Two passes: the in-process suites in parallel, then the suites that start `ucp` processes or
 # load the machine (process faults, 10,000 queued jobs, the demo) one at a time, so that on two
 # cores they do not starve the heartbeat-timed suites of CPU.
@@ -105,4 +145,4 @@ lint:
 	$(SWIFT) format lint --recursive Sources Tests
 
 clean:
-	rm -rf .build build build-sanitized build-tsan Benchmarks/.build
+	rm -rf .build build build-sanitized build-tsan build-fuzz Benchmarks/.build
