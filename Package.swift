@@ -62,6 +62,7 @@ let package = Package(
             name: "UCP",
             dependencies: [
                 "Causal",
+                "CSodium",
                 .product(name: "WasmKit", package: "WasmKit"),
                 .product(name: "WasmKitWASI", package: "WasmKit"),
                 .product(name: "WASI", package: "WasmKit"),
