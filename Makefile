@@ -88,7 +88,7 @@ define fuzz_run
 	  mkdir -p $(4)/$(2) $(4)/$(2)-crashes && echo "== fuzz $(2): $(3) s, log in $(4)/$(2).log" && \
 	  if $(1) -max_total_time=$(3) $(FUZZ_FLAGS) $(if $(5),-dict=$(5)) -artifact_prefix=$(4)/$(2)-crashes/ \
 	      $(4)/$(2) Fuzz/corpus/$(2) >$(4)/$(2).log 2>&1; then \
-	    grep -E ' DONE ' $(4)/$(2).log | tail -1; \
+	    grep -E 'DONE|^Done' $(4)/$(2).log; \
 	  else tail -n 60 $(4)/$(2).log; echo "== fuzz $(2): FAILED, input in $(4)/$(2)-crashes/"; exit 1; fi; \
 	else echo "== fuzz $(2): skipped, no $(1) (no $(FUZZ_CC) with libFuzzer)"; fi
 endef
