@@ -2,7 +2,7 @@
 # Builds the libFuzzer target for the header parsers (X-UCP-Clock, X-UCP-Dot, X-UCP-Auth) as
 # build-fuzz/header-fuzz (or the path given), straight from the parsers' file and the harness:
 # the parsers depend on Foundation alone, so SwiftPM and the rest of UCP stay out of the
-# sanitized build. Takes a few seconds.
+# sanitized build. Takes a few seconds. SWIFTC names the compiler (default: swiftc).
 #
 # Run it with SWIFT_BACKTRACE=enable=no: libFuzzer reports crashes itself, and Swift's
 # backtracer would leave a swift-backtrace process behind holding the run's output open. The
@@ -15,5 +15,5 @@ set -eu
 cd "$(dirname "$0")/../.."
 output=${1:-build-fuzz/header-fuzz}
 mkdir -p "$(dirname "$output")"
-swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name HeaderFuzz \
+"${SWIFTC:-swiftc}" -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name HeaderFuzz \
     Sources/UCP/Node/HeaderValues.swift Fuzz/Swift/HeaderFuzz.swift -o "$output"
