@@ -238,6 +238,32 @@ extension BrokerStore {
         }
     }
 
+    // MARK: - Counts for the dispatch window
+
+    /// How many jobs are assigned to executor `id` now (one indexed count, for the dispatch
+    /// window's check).
+    public func assignedCount(of id: UUID) throws(BrokerStoreError) -> Int {
+        try read { db in
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM jobs WHERE executor_id = ? AND state = 'assigned'",
+                arguments: [id.ucpString]) ?? 0
+        }
+    }
+
+    /// How many jobs are assigned to each executor now.
+    public func assignedCounts() throws(BrokerStoreError) -> [UUID: Int] {
+        try read { db in
+            var counts: [UUID: Int] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: "SELECT executor_id, COUNT(*) AS n FROM jobs WHERE state = 'assigned' GROUP BY executor_id")
+            {
+                if let id = (row["executor_id"] as String?).flatMap(UUID.init(uuidString:)) { counts[id] = row["n"] }
+            }
+            return counts
+        }
+    }
+
     // MARK: - Rows
 
     /// The job in a `jobs` row.
@@ -264,5 +290,29 @@ extension BrokerStore {
             arguments: [
                 event.jobID.ucpString, event.kind.rawValue, try json(event.stamp), event.cause?.description,
             ])
+    }
+
+    /// Moves to the queue every waiting job whose `wait_for` jobs are now all done, once job `key`
+    /// is done, logging `released` for each; returns them.
+    static func releaseWaiters(of key: String, _ db: Database, stamp: () -> ClockStamp) throws -> [UUID] {
+        let ready = try String.fetchAll(
+            db,
+            sql: """
+                SELECT j.id FROM jobs j JOIN job_waits w ON w.job_id = j.id
+                WHERE w.waits_for = ? AND j.state = 'waiting'
+                AND NOT EXISTS (
+                    SELECT 1 FROM job_waits w2 JOIN jobs d ON d.id = w2.waits_for
+                    WHERE w2.job_id = j.id AND d.done IS NULL)
+                ORDER BY j.seq
+                """, arguments: [key])
+        var released: [UUID] = []
+        for job in ready {
+            let at = stamp()
+            try db.execute(sql: "UPDATE jobs SET state = 'queued' WHERE id = ?", arguments: [job])
+            try log(db, JobEvent(jobID: UUID(uuidString: job)!, kind: .released, stamp: at))
+            try mergeClock(db, at.clock)
+            released.append(UUID(uuidString: job)!)
+        }
+        return released
     }
 }
