@@ -23,7 +23,7 @@ extension Broker {
     ///   400/409/413 as they are, 502 for any other datastore failure.
     public func storeData<Body: AsyncSequence & Sendable>(
         _ name: DataName, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
-    ) async throws(BrokerError) where Body.Element == ByteBuffer {
+    ) async throws where Body.Element == ByteBuffer {
         let contentType = try Self.multipartType(contentType)
         let kept = try await keep(body, contentLength: contentLength)
         let segments = name.segments
@@ -41,14 +41,10 @@ extension Broker {
 
     /// Stores `body` as `name` on a datastore with room, as ``storeData(_:body:contentType:contentLength:cause:)``
     /// does, without asking the ledger.
-    func place(_ name: DataName, body: SpooledBody, contentType: String) async throws(BrokerError) {
+    func place(_ name: DataName, body: SpooledBody, contentType: String) async throws {
         let datastore = try await datastoreWithRoom(for: body.count)
         try await pass(body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType)
-        do {
-            try store.setLocation(name.rawValue, datastore: datastore.id)
-        } catch {
-            throw BrokerError(error)
-        }
+        try store.setLocation(name.rawValue, datastore: datastore.id)
     }
 
     /// The answer of the datastore that holds `name`, its body still streaming: the recorded
@@ -140,7 +136,7 @@ extension Broker {
     ///   room.
     public func deliverResult<Body: AsyncSequence & Sendable>(
         of id: UUID, body: Body, contentType: String?, contentLength: Int64?, cause: Dot? = nil
-    ) async throws(BrokerError) where Body.Element == ByteBuffer {
+    ) async throws where Body.Element == ByteBuffer {
         let job = try self.job(id)
         let contentType = try Self.multipartType(contentType)
         let kept = try await keep(body, contentLength: contentLength)
@@ -208,15 +204,10 @@ extension Broker {
     /// the job's assigned executor). True when the result is to be delivered: accepted now, or
     /// retried by the accepted executor and not yet delivered; false when that result was
     /// delivered already. When refused, throws 409 with the accepted entry.
-    func claimResult(of job: JobRecord, sender: Dot?) throws(BrokerError) -> Bool {
+    func claimResult(of job: JobRecord, sender: Dot?) throws -> Bool {
         let executor = sender.map { UUID(uuidString: $0.node) } ?? job.executorID
         let claim = LedgerEntry(jobID: job.id, executor: executor, dot: sender, stamp: clock.event(), at: now())
-        let verdict: LedgerVerdict
-        do {
-            verdict = try ledger.decide(claim)
-        } catch {
-            throw BrokerError(error)
-        }
+        let verdict = try ledger.decide(claim)
         let key = job.id.ucpString
         switch verdict {
         case .accepted(let entry):

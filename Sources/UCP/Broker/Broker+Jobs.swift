@@ -29,34 +29,26 @@ extension Broker {
     ///
     /// A `result_addr` host of `"this"` means the caller's own address (UCP's rule).
     ///
-    /// - Throws: ``BrokerError`` 404 when `waitFor` names unknown jobs, 409 when the id was
-    ///   submitted already, 503 as above.
+    /// - Throws: ``BrokerStoreError`` (404) when `waitFor` names unknown jobs, (409) when the id
+    ///   was submitted already; ``BrokerError`` 503 as above.
     @discardableResult
     public func submit(_ id: UUID, _ submission: JobSubmitBody, cause: Dot? = nil, remoteHost: String? = nil)
-        async throws(BrokerError) -> UUID
+        async throws -> UUID
     {
         var info = submission.jobInfo
         if info.resultAddr.host == "this", let remoteHost { info.resultAddr.host = remoteHost }
         let job = JobRecord(
             id: id, info: info, waitFor: submission.waitFor ?? [], state: .queued, submitted: clock.event())
         guard submission.waitFor == nil else {
-            do {
-                let state = try store.submit(job, cause: cause)
-                logger.debug("job accepted", metadata: ["job": "\(id.ucpString)", "state": "\(state)"])
-            } catch {
-                throw BrokerError(error)
-            }
+            let state = try store.submit(job, cause: cause)
+            logger.debug("job accepted", metadata: ["job": "\(id.ucpString)", "state": "\(state)"])
             markDirty()
             return id
         }
         // Claimed before it is recorded, so the background loop never sends it as well.
         dispatch.withLock { _ = $0.inFlight.insert(id) }
         defer { dispatch.withLock { _ = $0.inFlight.remove(id) } }
-        do {
-            try store.submit(job, cause: cause)
-        } catch {
-            throw BrokerError(error)
-        }
+        try store.submit(job, cause: cause)
         let outcome = await send(job)
         markDirty()
         switch outcome {
@@ -193,8 +185,8 @@ extension Broker {
     /// from an executor that lost the race: it changes nothing (and is answered as a success,
     /// as a repeated `done` is).
     ///
-    /// - Throws: ``BrokerError`` 404 for a job never submitted.
-    public func done(_ id: UUID, cause: Dot? = nil) throws(BrokerError) {
+    /// - Throws: ``BrokerStoreError`` (404) for a job never submitted.
+    public func done(_ id: UUID, cause: Dot? = nil) throws {
         if let cause, let sender = UUID(uuidString: cause.node),
             let winner = (try? store.acceptedResult(of: id))?.executor, winner != sender
         {
@@ -203,14 +195,10 @@ extension Broker {
                 metadata: ["job": "\(id.ucpString)", "executor": "\(cause.node)"])
             return
         }
-        do {
-            let outcome = try store.markDone(id, stamp: { clock.event() }, cause: cause)
-            if !outcome.released.isEmpty {
-                logger.debug(
-                    "jobs released", metadata: ["released": "\(outcome.released.map { $0.ucpString })"])
-            }
-        } catch {
-            throw BrokerError(error)
+        let outcome = try store.markDone(id, stamp: { clock.event() }, cause: cause)
+        if !outcome.released.isEmpty {
+            logger.debug(
+                "jobs released", metadata: ["released": "\(outcome.released.map { $0.ucpString })"])
         }
         dispatch.withLock { _ = $0.retryAt.removeValue(forKey: id) }
         markDirty()
@@ -223,15 +211,17 @@ extension Broker {
     ///
     /// - Throws: ``BrokerError`` 404 for a job never submitted, 502 when a datastore failed to
     ///   drop the data.
-    public func delete(_ id: UUID, cause: Dot? = nil) async throws(BrokerError) {
+    public func delete(_ id: UUID, cause: Dot? = nil) async throws {
         var job: JobRecord?
         var unknown = false
         do {
             job = try store.delete(id, stamp: clock.event(), cause: cause)
-        } catch .unknownJob {
+        } catch BrokerStoreError.unknownJob {
             unknown = true
         } catch {
-            throw BrokerError(error)
+            // Rethrown by hand: Swift 6.3.1 crashes (SILGen ownership check) when this do-catch
+            // lets the other errors through by itself.
+            throw error
         }
         markDirty()
         let key = id.ucpString
@@ -266,15 +256,10 @@ extension Broker {
 
     /// Job `id` as the broker knows it.
     ///
-    /// - Throws: ``BrokerError`` 404 for a job never submitted.
-    public func job(_ id: UUID) throws(BrokerError) -> JobRecord {
-        do {
-            guard let job = try store.job(id) else { throw BrokerError(.notFound, "No such job") }
-            return job
-        } catch let error as BrokerError {
-            throw error
-        } catch {
-            throw BrokerError(.internalError, "\(error)")
-        }
+    /// - Throws: ``BrokerError`` 404 for a job never submitted, ``BrokerStoreError`` (500) when
+    ///   the store cannot be read.
+    public func job(_ id: UUID) throws -> JobRecord {
+        guard let job = try store.job(id) else { throw BrokerError(.notFound, "No such job") }
+        return job
     }
 }

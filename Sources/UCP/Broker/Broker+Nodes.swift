@@ -62,7 +62,7 @@ extension Broker {
     ///
     /// - Throws: ``BrokerError`` 400 "Could not ping to verify" when no host answers with it, 400
     ///   for hosts or a port out of bounds (``checkRegistration(hosts:port:)``).
-    public func registerExecutor(_ registration: ExecutorRegistration, remoteHost: String?) async throws(BrokerError) {
+    public func registerExecutor(_ registration: ExecutorRegistration, remoteHost: String?) async throws {
         var executor = registration.executor
         try Self.checkRegistration(hosts: registration.hosts, port: executor.address.port)
         guard
@@ -75,13 +75,9 @@ extension Broker {
         let moment = now()
         executor.address.host = host
         executor.lastUpdate = moment
-        do {
-            try store.registerExecutor(
-                ExecutorEntry(record: executor, hosts: registration.hosts, lastHeartbeat: moment),
-                clock: clock.now().clock)
-        } catch {
-            throw BrokerError(error)
-        }
+        try store.registerExecutor(
+            ExecutorEntry(record: executor, hosts: registration.hosts, lastHeartbeat: moment),
+            clock: clock.now().clock)
         logger.info(
             "executor registered",
             metadata: ["executor": "\(executor.id.ucpString)", "address": "\(executor.address)"])
@@ -97,13 +93,8 @@ extension Broker {
     ///
     /// - Throws: ``BrokerError`` 404 "No such executor" for an executor not registered (or
     ///   failed), which tells a UCP executor to register again.
-    public func heartbeatExecutor(_ id: UUID, capabilities: Capabilities) throws(BrokerError) {
-        let known: Bool
-        do {
-            known = try store.heartbeatExecutor(id, capabilities: capabilities, at: now())
-        } catch {
-            throw BrokerError(error)
-        }
+    public func heartbeatExecutor(_ id: UUID, capabilities: Capabilities) throws {
+        let known = try store.heartbeatExecutor(id, capabilities: capabilities, at: now())
         guard known else { throw BrokerError(.notFound, "No such executor") }
         noteHeartbeat(of: id)
         gauges.executorHeartbeats.increment()
@@ -111,30 +102,22 @@ extension Broker {
     }
 
     /// The number of live datastores, after failing silent ones.
-    public func datastoreCount() throws(BrokerError) -> Int {
+    public func datastoreCount() throws -> Int {
         detectFailures()
-        do {
-            return try liveDatastores(at: now()).count
-        } catch {
-            throw BrokerError(error)
-        }
+        return try liveDatastores(at: now()).count
     }
 
     /// The number of live executors (suspected ones included), after failing silent ones (as UCP
     /// counts).
-    public func executorCount() throws(BrokerError) -> Int {
+    public func executorCount() throws -> Int {
         detectFailures()
-        do {
-            return try liveExecutors(at: now()).count
-        } catch {
-            throw BrokerError(error)
-        }
+        return try liveExecutors(at: now()).count
     }
 
     /// Registers a datastore after the same ping check as an executor's.
     ///
     /// - Throws: ``BrokerError`` 400 "Could not ping to verify".
-    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws(BrokerError)
+    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws
     {
         let datastore = registration.datastore
         try Self.checkRegistration(hosts: registration.hosts, port: datastore.address.port)
@@ -145,14 +128,10 @@ extension Broker {
             logger.error("could not ping datastore \(datastore.id.ucpString) to verify it is online")
             throw BrokerError(.badRequest, "Could not ping to verify")
         }
-        do {
-            try store.registerDatastore(
-                DatastoreEntry(
-                    id: datastore.id, address: Address(host: host, port: datastore.address.port),
-                    hosts: registration.hosts, lastSeen: now()))
-        } catch {
-            throw BrokerError(error)
-        }
+        try store.registerDatastore(
+            DatastoreEntry(
+                id: datastore.id, address: Address(host: host, port: datastore.address.port),
+                hosts: registration.hosts, lastSeen: now()))
         logger.info(
             "datastore registered", metadata: ["datastore": "\(datastore.id.ucpString)", "host": "\(host)"])
         markDirty()
@@ -161,13 +140,8 @@ extension Broker {
     /// Records a datastore's heartbeat.
     ///
     /// - Throws: ``BrokerError`` 404 "No such datastore" for one not registered (or failed).
-    public func heartbeatDatastore(_ id: UUID) throws(BrokerError) {
-        let known: Bool
-        do {
-            known = try store.heartbeatDatastore(id, at: now())
-        } catch {
-            throw BrokerError(error)
-        }
+    public func heartbeatDatastore(_ id: UUID) throws {
+        let known = try store.heartbeatDatastore(id, at: now())
         guard known else { throw BrokerError(.notFound, "No such datastore") }
         gauges.datastoreHeartbeats.increment()
     }

@@ -5,33 +5,29 @@ extension Broker {
     /// The broker's state at a glance, as `GET /status` answers it; runs a failure detection
     /// pass first, so that executors silent too long show as failed.
     ///
-    /// - Throws: ``BrokerError`` 500 when the store cannot be read.
-    public func status() async throws(BrokerError) -> BrokerStatus {
+    /// - Throws: ``BrokerStoreError`` (500) when the store cannot be read.
+    public func status() async throws -> BrokerStatus {
         detectFailures()
         let moment = now()
-        do {
-            let executors = try store.executorSummaries().map { summary in
-                ExecutorStatus(
-                    id: summary.entry.id.ucpString, address: summary.entry.record.address,
-                    state: liveness(of: summary.entry, failed: summary.failed, at: moment),
-                    secondsSinceHeartbeat: max(0, moment - summary.entry.lastHeartbeat),
-                    assignedJobs: summary.assignedJobs)
-            }
-            func byLevel(_ state: JobState) throws(BrokerStoreError) -> [String: Int] {
-                let counts = try store.jobCounts(in: state)
-                return Dictionary(uniqueKeysWithValues: EmergencyLevel.allCases.map { ($0.name, counts[$0] ?? 0) })
-            }
-            let ledger = try store.ledgerCounts()
-            return BrokerStatus(
-                broker: id.ucpString, clock: clock.now().clock, executors: executors,
-                jobs: Dictionary(uniqueKeysWithValues: try store.jobCounts().map { ($0.key.rawValue, $0.value) }),
-                queuedByLevel: try byLevel(.queued), assignedByLevel: try byLevel(.assigned),
-                ledger: LedgerCounts(accepted: ledger.accepted, rejected: ledger.rejected),
-                redeployments: try store.redeploymentCount(), peers: peerStatus(), emergency: currentEmergency(),
-                federation: try await federationStatus())
-        } catch {
-            throw BrokerError(error)
+        let executors = try store.executorSummaries().map { summary in
+            ExecutorStatus(
+                id: summary.entry.id.ucpString, address: summary.entry.record.address,
+                state: liveness(of: summary.entry, failed: summary.failed, at: moment),
+                secondsSinceHeartbeat: max(0, moment - summary.entry.lastHeartbeat),
+                assignedJobs: summary.assignedJobs)
         }
+        func byLevel(_ state: JobState) throws(BrokerStoreError) -> [String: Int] {
+            let counts = try store.jobCounts(in: state)
+            return Dictionary(uniqueKeysWithValues: EmergencyLevel.allCases.map { ($0.name, counts[$0] ?? 0) })
+        }
+        let ledger = try store.ledgerCounts()
+        return BrokerStatus(
+            broker: id.ucpString, clock: clock.now().clock, executors: executors,
+            jobs: Dictionary(uniqueKeysWithValues: try store.jobCounts().map { ($0.key.rawValue, $0.value) }),
+            queuedByLevel: try byLevel(.queued), assignedByLevel: try byLevel(.assigned),
+            ledger: LedgerCounts(accepted: ledger.accepted, rejected: ledger.rejected),
+            redeployments: try store.redeploymentCount(), peers: peerStatus(), emergency: currentEmergency(),
+            federation: try await federationStatus())
     }
 
     /// This broker's view of the federation, for ``status()``; nil for a broker alone.

@@ -57,72 +57,63 @@ public struct BrokerAPI: Sendable {
         let broker = self.broker
         router.put("executors/register") { request, context in
             let body = try await Self.decode(ExecutorRegistration.self, request)
-            try await Self.run { () async throws(BrokerError) in
-                try await broker.registerExecutor(body, remoteHost: context.remoteHost)
-            }
+            try await broker.registerExecutor(body, remoteHost: context.remoteHost)
             return JSONResponse.null()
         }
         router.put("executors/heartbeat/:exec_id") { request, context in
             let id = try Self.uuid(context, "exec_id")
             let capabilities = try await Self.decode(Capabilities.self, request)
-            try Self.perform { () throws(BrokerError) in try broker.heartbeatExecutor(id, capabilities: capabilities) }
+            try broker.heartbeatExecutor(id, capabilities: capabilities)
             return JSONResponse.null()
         }
         router.get("executors/count") { _, _ in
-            try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.executorCount() })
+            try JSONResponse.ok(try broker.executorCount())
         }
         router.get("datastores/count") { _, _ in
-            try JSONResponse.ok(try Self.perform { () throws(BrokerError) in try broker.datastoreCount() })
+            try JSONResponse.ok(try broker.datastoreCount())
         }
         router.get("status") { _, _ in
-            try JSONResponse.ok(try await Self.run { () async throws(BrokerError) in try await broker.status() })
+            try JSONResponse.ok(try await broker.status())
         }
         router.put("datastores/register") { request, context in
             let body = try await Self.decode(DatastoreRegistration.self, request)
-            try await Self.run { () async throws(BrokerError) in
-                try await broker.registerDatastore(body, remoteHost: context.remoteHost)
-            }
+            try await broker.registerDatastore(body, remoteHost: context.remoteHost)
             return JSONResponse.null()
         }
         router.put("datastores/heartbeat/:id") { _, context in
             let id = try Self.uuid(context, "id")
-            try Self.perform { () throws(BrokerError) in try broker.heartbeatDatastore(id) }
+            try broker.heartbeatDatastore(id)
             return JSONResponse.null()
         }
         router.put("job/submit/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
             let body = try await Self.decode(JobSubmitBody.self, request)
             let cause = try ClockStamp.of(request)?.dot
-            let accepted = try await Self.run { () async throws(BrokerError) in
-                try await broker.submit(id, body, cause: cause, remoteHost: context.remoteHost)
-            }
+            let accepted = try await broker.submit(id, body, cause: cause, remoteHost: context.remoteHost)
             return try JSONResponse.ok(accepted.ucpString)
         }
         router.put("job/done/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
             let cause = try ClockStamp.of(request)?.dot
-            try Self.perform { () throws(BrokerError) in try broker.done(id, cause: cause) }
+            try broker.done(id, cause: cause)
             return JSONResponse.null()
         }
         router.delete("job/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
             let cause = try ClockStamp.of(request)?.dot
-            try await Self.run { () async throws(BrokerError) in try await broker.delete(id, cause: cause) }
+            try await broker.delete(id, cause: cause)
             return JSONResponse.null()
         }
         router.get("job/:job_id") { _, context in
             let id = try Self.uuid(context, "job_id")
-            let job = try Self.perform { () throws(BrokerError) in try broker.job(id) }
-            return try JSONResponse.ok(JobView(job))
+            return try JSONResponse.ok(JobView(try broker.job(id)))
         }
         router.put("data/**") { request, _ in
             let name = try DatastoreAPI.name(in: request.uri.path, after: "/data/")
             let cause = try ClockStamp.of(request)?.dot
-            try await Self.runLedgered { () async throws(BrokerError) in
-                try await broker.storeData(
-                    name, body: request.body, contentType: request.headers[.contentType],
-                    contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
-            }
+            try await broker.storeData(
+                name, body: request.body, contentType: request.headers[.contentType],
+                contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
             return JSONResponse.null()
         }
         router.get("data/**") { request, _ in
@@ -134,58 +125,37 @@ public struct BrokerAPI: Sendable {
                 }
                 jobID = id
             }
-            let found = jobID
-            let response = try await Self.run { () async throws(BrokerError) in
-                try await broker.fetchData(name, jobID: found)
-            }
-            return Self.streamed(response, name: name)
+            return Self.streamed(try await broker.fetchData(name, jobID: jobID), name: name)
         }
         router.get("list/data") { _, _ in
-            try JSONResponse.ok(
-                try await Self.run { () async throws(BrokerError) in try await broker.listData(prefix: "") })
+            try JSONResponse.ok(try await broker.listData(prefix: ""))
         }
         router.get("list/data/**") { request, _ in
             let prefix = try DatastoreAPI.percentDecoded(String(request.uri.path.dropFirst("/list/data/".count)))
-            let names = try await Self.run { () async throws(BrokerError) in try await broker.listData(prefix: prefix) }
-            return try JSONResponse.ok(names)
+            return try JSONResponse.ok(try await broker.listData(prefix: prefix))
         }
         router.put("result/:job_id") { request, context in
             let id = try Self.uuid(context, "job_id")
             let cause = try ClockStamp.of(request)?.dot
-            try await Self.runLedgered { () async throws(BrokerError) in
-                try await broker.deliverResult(
-                    of: id, body: request.body, contentType: request.headers[.contentType],
-                    contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
-            }
+            try await broker.deliverResult(
+                of: id, body: request.body, contentType: request.headers[.contentType],
+                contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
             return JSONResponse.null()
         }
         router.put("emergency") { request, _ in
             let body = try await Self.decode(EmergencyRequest.self, request)
-            let notice = try await Self.run { () async throws(BrokerError) in
-                try await broker.setEmergency(level: body.level, reason: body.reason)
-            }
-            return try JSONResponse.ok(notice)
+            return try JSONResponse.ok(try await broker.setEmergency(level: body.level, reason: body.reason))
         }
         router.delete("emergency") { request, _ in
             let reason = request.uri.queryParameters.get("reason") ?? "cleared"
-            let notice = try await Self.run { () async throws(BrokerError) in
-                try await broker.setEmergency(level: nil, reason: reason)
-            }
-            return try JSONResponse.ok(notice)
+            return try JSONResponse.ok(try await broker.setEmergency(level: nil, reason: reason))
         }
         router.get("emergency") { _, _ in
             try JSONResponse.ok(EmergencyView(broker.emergencyMode))
         }
         router.get("ledger/:job_id") { _, context in
             let id = try Self.uuid(context, "job_id")
-            let view: LedgerView
-            do throws(BrokerStoreError) {
-                view = try broker.ledger.view(of: id)
-            } catch {
-                let failure = BrokerError(error)
-                throw APIError(failure.status, failure.detail)
-            }
-            return try JSONResponse.ok(view)
+            return try JSONResponse.ok(try broker.ledger.view(of: id))
         }
     }
 
@@ -202,35 +172,6 @@ public struct BrokerAPI: Sendable {
     }
 
     // MARK: - Helpers
-
-    /// Runs `body`, turning a ``BrokerError`` into the answer it stands for.
-    static func run<T>(_ body: () async throws(BrokerError) -> T) async throws(APIError) -> T {
-        do {
-            return try await body()
-        } catch {
-            throw APIError(error.status, error.detail)
-        }
-    }
-
-    /// Runs `body`, turning a ``BrokerError`` into the answer it stands for; a result the
-    /// ledger refused is answered with a ``LedgerConflict``.
-    static func runLedgered(_ body: () async throws(BrokerError) -> Void) async throws {
-        do {
-            try await body()
-        } catch {
-            if let accepted = error.accepted { throw LedgerConflict(detail: error.detail, accepted: accepted) }
-            throw APIError(error.status, error.detail)
-        }
-    }
-
-    /// Runs `body`, turning a ``BrokerError`` into the answer it stands for.
-    static func perform<T>(_ body: () throws(BrokerError) -> T) throws(APIError) -> T {
-        do {
-            return try body()
-        } catch {
-            throw APIError(error.status, error.detail)
-        }
-    }
 
     /// The path parameter `name` as a UUID.
     static func uuid(_ context: BrokerRequestContext, _ name: String) throws -> UUID {

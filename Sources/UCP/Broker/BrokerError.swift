@@ -2,8 +2,11 @@ import Foundation
 import Hummingbird
 
 /// Why a broker operation failed, with the HTTP status UCP answers for it and a detail for the
-/// caller.
-public struct BrokerError: Error, Hashable, CustomStringConvertible {
+/// caller. A route throws it as it is: it is the answer (``response(from:context:)``).
+///
+/// A ``Broker`` method that reads or writes its store also lets the store's
+/// ``BrokerStoreError`` through, which is an answer of its own (404, 409 or 500, below).
+public struct BrokerError: HTTPResponseError, Hashable, CustomStringConvertible {
     /// The class of failure.
     public enum Kind: Sendable, Hashable {
         /// The request is malformed (400).
@@ -52,13 +55,13 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible {
     /// `status detail`.
     public var description: String { "\(status.code) \(detail)" }
 
-    /// The error for a failure of the broker's database.
-    init(_ error: BrokerStoreError) {
-        switch error {
-        case .unknownJob, .unknownJobs: self.init(.notFound, error.description)
-        case .duplicateJob: self.init(.conflict, error.description)
-        default: self.init(.internalError, error.description)
+    /// The answer: `status` with `{"detail": detail}` (``APIError``), or, for a result the ledger
+    /// refused, a ``LedgerConflict`` naming the accepted one.
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        if let accepted {
+            return try LedgerConflict(detail: detail, accepted: accepted).response(from: request, context: context)
         }
+        return try APIError(status, detail).response(from: request, context: context)
     }
 
     /// The error for a failed call to another node: its 400, 404, 409 and 413 pass through (the
@@ -71,5 +74,22 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible {
         case 413: self.init(.tooLarge, error.detail)
         default: self.init(.badGateway, error.description)
         }
+    }
+}
+
+extension BrokerStoreError: HTTPResponseError {
+    /// The HTTP status for it: 404 for jobs never submitted, 409 for a job submitted twice, 500
+    /// for anything else (the database failed).
+    public var status: HTTPResponse.Status {
+        switch self {
+        case .unknownJob, .unknownJobs: .notFound
+        case .duplicateJob: .conflict
+        case .cannotOpen, .database, .identityMismatch: .internalServerError
+        }
+    }
+
+    /// The answer: ``status`` with `{"detail": description}` (``APIError``).
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        try APIError(status, description).response(from: request, context: context)
     }
 }
