@@ -6,7 +6,7 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import Testing
-import UCP
+@testable import UCP
 
 @Suite("Broker executor side over loopback", .timeLimit(.minutes(2)))
 struct BrokerAPITests {

@@ -7,7 +7,7 @@ import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
 import Testing
-import UCP
+@testable import UCP
 
 /// Runs a ``DatastoreNode`` registered with `broker` over `rootdir` for the length of `body`,
 /// which gets the node's base URL.

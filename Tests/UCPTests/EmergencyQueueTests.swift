@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UCP
+@testable import UCP
 
 @Suite("An emergency job behind a long queue, at the broker", .timeLimit(.minutes(3)))
 struct EmergencyQueueTests {

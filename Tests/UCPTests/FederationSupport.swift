@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 import NetworkFaults
 import Testing
-import UCP
+@testable import UCP
 
 /// One broker of a test federation: the broker, its HTTP address and its membership.
 struct FederatedBroker: Sendable {

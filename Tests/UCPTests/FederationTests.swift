@@ -3,7 +3,7 @@ import Foundation
 import Hummingbird
 import NetworkFaults
 import Testing
-import UCP
+@testable import UCP
 
 @Suite("Broker federation over the causal transport, on loopback", .timeLimit(.minutes(3)))
 struct FederationTests {

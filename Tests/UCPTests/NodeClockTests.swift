@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UCP
+@testable import UCP
 
 @Suite("Node clocks: members tick, dotted nodes number their events")
 struct NodeClockTests {

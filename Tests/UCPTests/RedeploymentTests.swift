@@ -4,7 +4,7 @@ import Hummingbird
 import NIOCore
 import Synchronization
 import Testing
-import UCP
+@testable import UCP
 
 /// The broker's `GET /status`.
 func brokerStatus(_ base: String) async throws -> BrokerStatus {

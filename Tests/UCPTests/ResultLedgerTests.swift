@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UCP
+@testable import UCP
 
 @Suite("The result ledger, without sockets")
 struct ResultLedgerTests {

@@ -40,7 +40,7 @@ public final class Broker: Sendable {
     /// The broker's id (its clock entry and zeroconf instance name).
     public let id: UUID
     /// Its state.
-    public let store: BrokerStore
+    let store: BrokerStore
     /// Its clock.
     public let clock: NodeClock
     /// The client for every call to another node.

@@ -5,7 +5,7 @@ import GRDB
 /// Datastores and where each piece of data lives.
 extension BrokerStore {
     /// Records (or replaces) a datastore that passed its ping check.
-    public func registerDatastore(_ entry: DatastoreEntry) throws(BrokerStoreError) {
+    func registerDatastore(_ entry: DatastoreEntry) throws(BrokerStoreError) {
         try write { db in
             try db.execute(
                 sql: """
@@ -20,7 +20,7 @@ extension BrokerStore {
     }
 
     /// Records a heartbeat of an active datastore; false when no active datastore has that id.
-    public func heartbeatDatastore(_ id: UUID, at time: Double) throws(BrokerStoreError) -> Bool {
+    func heartbeatDatastore(_ id: UUID, at time: Double) throws(BrokerStoreError) -> Bool {
         try write { db in
             try db.execute(
                 sql: "UPDATE datastores SET last_seen = ? WHERE id = ? AND state = 'active'",
@@ -30,7 +30,7 @@ extension BrokerStore {
     }
 
     /// The active datastores.
-    public func datastores() throws(BrokerStoreError) -> [DatastoreEntry] {
+    func datastores() throws(BrokerStoreError) -> [DatastoreEntry] {
         try read { db in
             try Row.fetchAll(
                 db,
@@ -48,7 +48,7 @@ extension BrokerStore {
 
     /// Marks the datastores `ids` failed: they must register again (their data locations are
     /// kept: a datastore that comes back still holds its files).
-    public func failDatastores(_ ids: [UUID]) throws(BrokerStoreError) {
+    func failDatastores(_ ids: [UUID]) throws(BrokerStoreError) {
         guard !ids.isEmpty else { return }
         try write { db in
             for id in ids {
@@ -61,7 +61,7 @@ extension BrokerStore {
     // MARK: - Data locations
 
     /// Records that `name` is stored on datastore `datastore`.
-    public func setLocation(_ name: String, datastore: UUID) throws(BrokerStoreError) {
+    func setLocation(_ name: String, datastore: UUID) throws(BrokerStoreError) {
         try write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO data_locations (name, datastore_id) VALUES (?, ?)",
@@ -70,7 +70,7 @@ extension BrokerStore {
     }
 
     /// The datastore that holds `name`, if known.
-    public func location(_ name: String) throws(BrokerStoreError) -> UUID? {
+    func location(_ name: String) throws(BrokerStoreError) -> UUID? {
         try read { db in
             try String.fetchOne(db, sql: "SELECT datastore_id FROM data_locations WHERE name = ?", arguments: [name])
                 .flatMap(UUID.init(uuidString:))
@@ -78,14 +78,14 @@ extension BrokerStore {
     }
 
     /// Forgets where `name` is.
-    public func removeLocation(_ name: String) throws(BrokerStoreError) {
+    func removeLocation(_ name: String) throws(BrokerStoreError) {
         try write { db in
             try db.execute(sql: "DELETE FROM data_locations WHERE name = ?", arguments: [name])
         }
     }
 
     /// Forgets where the data of job `jobID` is, except `<job_id>/result`.
-    public func removeJobDataLocations(_ jobID: UUID) throws(BrokerStoreError) {
+    func removeJobDataLocations(_ jobID: UUID) throws(BrokerStoreError) {
         let prefix = jobID.ucpString + "/"
         try write { db in
             try db.execute(

@@ -4,7 +4,7 @@ import GRDB
 /// The emergency notice in force, kept across restarts.
 extension BrokerStore {
     /// Saves the emergency notice in force, so that a restarted broker keeps the mode.
-    public func saveEmergencyNotice(_ notice: EmergencyNotice) throws(BrokerStoreError) {
+    func saveEmergencyNotice(_ notice: EmergencyNotice) throws(BrokerStoreError) {
         try write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('emergency', ?)",
@@ -13,7 +13,7 @@ extension BrokerStore {
     }
 
     /// The emergency notice saved last, if any.
-    public func emergencyNotice() throws(BrokerStoreError) -> EmergencyNotice? {
+    func emergencyNotice() throws(BrokerStoreError) -> EmergencyNotice? {
         try read { db in
             try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'emergency'").map {
                 try Self.decode(EmergencyNotice.self, $0)

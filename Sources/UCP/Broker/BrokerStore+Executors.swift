@@ -5,7 +5,7 @@ import GRDB
 /// Executors: registration, heartbeats, and failure with the redeployment of their jobs.
 extension BrokerStore {
     /// Records (or replaces) an executor that passed its ping check, as active.
-    public func registerExecutor(_ entry: ExecutorEntry, clock: [String: UInt64]) throws(BrokerStoreError) {
+    func registerExecutor(_ entry: ExecutorEntry, clock: [String: UInt64]) throws(BrokerStoreError) {
         try write { db in
             try db.execute(
                 sql: """
@@ -22,7 +22,7 @@ extension BrokerStore {
 
     /// Records a heartbeat of an active executor with its current capabilities; false when no
     /// active executor has that id.
-    public func heartbeatExecutor(_ id: UUID, capabilities: Capabilities, at time: Double) throws(BrokerStoreError)
+    func heartbeatExecutor(_ id: UUID, capabilities: Capabilities, at time: Double) throws(BrokerStoreError)
         -> Bool
     {
         try write { db in
@@ -42,7 +42,7 @@ extension BrokerStore {
     }
 
     /// The active executors.
-    public func executors() throws(BrokerStoreError) -> [ExecutorEntry] {
+    func executors() throws(BrokerStoreError) -> [ExecutorEntry] {
         try read { db in
             try Row.fetchAll(
                 db,
@@ -57,20 +57,20 @@ extension BrokerStore {
     }
 
     /// What ``failExecutors(_:stamp:)`` did with the failed executors' assigned jobs.
-    public struct FailOutcome: Sendable, Hashable {
+    struct FailOutcome: Sendable, Hashable {
         /// Jobs put back in the queue, for other executors.
-        public var redeployed: [UUID] = []
+        var redeployed: [UUID] = []
         /// Jobs left assigned because the ledger already accepted their result from the failed
         /// executor itself: only its `done` is missing, which the caller records
         /// (``markDone(_:stamp:cause:)``).
-        public var finished: [UUID] = []
+        var finished: [UUID] = []
     }
 
     /// Marks the executors `ids` failed (they must register again; their heartbeats are
     /// refused) and puts their assigned jobs back in the queue, logging a `redeployed` event
     /// stamped by `stamp()` for each, except the jobs whose result the ledger accepted from that
     /// executor. One transaction.
-    public func failExecutors(_ ids: [UUID], stamp: () -> ClockStamp) throws(BrokerStoreError) -> FailOutcome {
+    func failExecutors(_ ids: [UUID], stamp: () -> ClockStamp) throws(BrokerStoreError) -> FailOutcome {
         guard !ids.isEmpty else { return FailOutcome() }
         return try write { db in
             var outcome = FailOutcome()

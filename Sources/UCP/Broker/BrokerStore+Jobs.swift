@@ -5,7 +5,7 @@ import GRDB
 /// Jobs: submission, waits, assignment, done and deletion, with their event log.
 extension BrokerStore {
     /// The jobs among `ids` that the broker has never accepted.
-    public func unknownJobs(_ ids: [UUID]) throws(BrokerStoreError) -> [UUID] {
+    func unknownJobs(_ ids: [UUID]) throws(BrokerStoreError) -> [UUID] {
         try read { db in
             try ids.filter { id in
                 try Bool.fetchOne(
@@ -26,7 +26,7 @@ extension BrokerStore {
     ///   was deleted before it ran, which frees the id, or is handed back);
     ///   ``BrokerStoreError/unknownJobs(_:)`` when `wait_for` names jobs never submitted.
     @discardableResult
-    public func submit(_ job: JobRecord, cause: Dot?) throws(BrokerStoreError) -> JobState {
+    func submit(_ job: JobRecord, cause: Dot?) throws(BrokerStoreError) -> JobState {
         try write { db in
             let key = job.id.ucpString
             if let row = try Row.fetchOne(db, sql: "SELECT state, done FROM jobs WHERE id = ?", arguments: [key]) {
@@ -77,7 +77,7 @@ extension BrokerStore {
     }
 
     /// A job, or nil when the broker never accepted it.
-    public func job(_ id: UUID) throws(BrokerStoreError) -> JobRecord? {
+    func job(_ id: UUID) throws(BrokerStoreError) -> JobRecord? {
         try read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id.ucpString]).map(
                 Self.job(from:))
@@ -87,7 +87,7 @@ extension BrokerStore {
     /// The queued jobs this broker dispatches (not those a peer broker owns), most urgent first,
     /// then in the order they were accepted; with `minimumLevel`, only jobs at that level or above
     /// (an emergency mode holds the others back).
-    public func queuedJobs(limit: Int = 1000, minimumLevel: EmergencyLevel? = nil) throws(BrokerStoreError)
+    func queuedJobs(limit: Int = 1000, minimumLevel: EmergencyLevel? = nil) throws(BrokerStoreError)
         -> [JobRecord]
     {
         try read { db in
@@ -106,7 +106,7 @@ extension BrokerStore {
     /// the job is no longer queued (done, deleted or assigned meanwhile) or the executor is no
     /// longer active (failed while the job was being sent to it). Both are checked in the same
     /// transaction as the assignment, so a job is never assigned to a failed executor.
-    public func assign(_ id: UUID, to executor: UUID, stamp: ClockStamp) throws(BrokerStoreError) -> Bool {
+    func assign(_ id: UUID, to executor: UUID, stamp: ClockStamp) throws(BrokerStoreError) -> Bool {
         try write { db in
             try db.execute(
                 sql: """
@@ -123,7 +123,7 @@ extension BrokerStore {
 
     /// Drops a job that no executor took at submission (UCP answers 503 and keeps nothing),
     /// logging `refused`, unless it changed state meanwhile.
-    public func refuse(_ id: UUID, stamp: ClockStamp) throws(BrokerStoreError) {
+    func refuse(_ id: UUID, stamp: ClockStamp) throws(BrokerStoreError) {
         try write { db in
             let key = id.ucpString
             try db.execute(sql: "DELETE FROM jobs WHERE id = ? AND state = 'queued'", arguments: [key])
@@ -135,11 +135,11 @@ extension BrokerStore {
     }
 
     /// What ``markDone(_:stamp:cause:)`` did.
-    public struct DoneOutcome: Sendable, Hashable {
+    struct DoneOutcome: Sendable, Hashable {
         /// False when the job was already done (nothing changed).
-        public var changed: Bool
+        var changed: Bool
         /// Waiting jobs released to the queue because their last `wait_for` job is now done.
-        public var released: [UUID]
+        var released: [UUID]
     }
 
     /// Marks a job done (a deleted job keeps its state but counts as done from now on), logs
@@ -147,7 +147,7 @@ extension BrokerStore {
     /// `released` for each). Doing it twice changes nothing.
     ///
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
-    public func markDone(_ id: UUID, stamp: () -> ClockStamp, cause: Dot?) throws(BrokerStoreError) -> DoneOutcome {
+    func markDone(_ id: UUID, stamp: () -> ClockStamp, cause: Dot?) throws(BrokerStoreError) -> DoneOutcome {
         try write { db in
             let key = id.ucpString
             guard let row = try Row.fetchOne(db, sql: "SELECT state, done FROM jobs WHERE id = ?", arguments: [key])
@@ -175,7 +175,7 @@ extension BrokerStore {
     /// changes nothing.
     ///
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
-    public func delete(_ id: UUID, stamp: ClockStamp, cause: Dot?) throws(BrokerStoreError) -> JobRecord {
+    func delete(_ id: UUID, stamp: ClockStamp, cause: Dot?) throws(BrokerStoreError) -> JobRecord {
         try write { db in
             let key = id.ucpString
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [key]) else {
@@ -191,7 +191,7 @@ extension BrokerStore {
     }
 
     /// Logs an event that changes no state (results forwarded or stored).
-    public func log(_ event: JobEvent) throws(BrokerStoreError) {
+    func log(_ event: JobEvent) throws(BrokerStoreError) {
         try write { db in
             try Self.log(db, event)
             try Self.mergeClock(db, event.stamp.clock)
@@ -200,7 +200,7 @@ extension BrokerStore {
 
     /// True when the result of job `id` was delivered: forwarded to its `result_addr` or stored
     /// on a datastore (a `result_forwarded` or `result_stored` event is logged).
-    public func resultDelivered(_ id: UUID) throws(BrokerStoreError) -> Bool {
+    func resultDelivered(_ id: UUID) throws(BrokerStoreError) -> Bool {
         try read { db in
             try Bool.fetchOne(
                 db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND kind IN (?, ?))",
@@ -211,7 +211,7 @@ extension BrokerStore {
     }
 
     /// The events of job `id`, oldest first.
-    public func events(of id: UUID) throws(BrokerStoreError) -> [JobEvent] {
+    func events(of id: UUID) throws(BrokerStoreError) -> [JobEvent] {
         try read { db in
             try Row.fetchAll(
                 db, sql: "SELECT kind, stamp, dot FROM events WHERE job_id = ? ORDER BY seq",
@@ -228,7 +228,7 @@ extension BrokerStore {
     }
 
     /// How many jobs are in each state (every state present, 0 when none).
-    public func jobCounts() throws(BrokerStoreError) -> [JobState: Int] {
+    func jobCounts() throws(BrokerStoreError) -> [JobState: Int] {
         try read { db in
             var counts = Dictionary(uniqueKeysWithValues: JobState.allCases.map { ($0, 0) })
             for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
@@ -242,7 +242,7 @@ extension BrokerStore {
 
     /// How many jobs are assigned to executor `id` now (one indexed count, for the dispatch
     /// window's check).
-    public func assignedCount(of id: UUID) throws(BrokerStoreError) -> Int {
+    func assignedCount(of id: UUID) throws(BrokerStoreError) -> Int {
         try read { db in
             try Int.fetchOne(
                 db, sql: "SELECT COUNT(*) FROM jobs WHERE executor_id = ? AND state = 'assigned'",
@@ -251,7 +251,7 @@ extension BrokerStore {
     }
 
     /// How many jobs are assigned to each executor now.
-    public func assignedCounts() throws(BrokerStoreError) -> [UUID: Int] {
+    func assignedCounts() throws(BrokerStoreError) -> [UUID: Int] {
         try read { db in
             var counts: [UUID: Int] = [:]
             for row in try Row.fetchAll(

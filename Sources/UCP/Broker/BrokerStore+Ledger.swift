@@ -11,7 +11,7 @@ extension BrokerStore {
     /// the first to commit wins.
     ///
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
-    public func decideResult(_ claim: LedgerEntry) throws(BrokerStoreError) -> LedgerVerdict {
+    func decideResult(_ claim: LedgerEntry) throws(BrokerStoreError) -> LedgerVerdict {
         try write { db in
             let key = claim.jobID.ucpString
             guard try Bool.fetchOne(db, sql: "SELECT COUNT(*) > 0 FROM jobs WHERE id = ?", arguments: [key]) == true
@@ -47,7 +47,7 @@ extension BrokerStore {
     }
 
     /// The accepted result of job `id`, if any.
-    public func acceptedResult(of id: UUID) throws(BrokerStoreError) -> LedgerEntry? {
+    func acceptedResult(of id: UUID) throws(BrokerStoreError) -> LedgerEntry? {
         try read { db in
             try Row.fetchOne(
                 db, sql: "SELECT * FROM ledger_accepted WHERE job_id = ?", arguments: [id.ucpString]
@@ -58,7 +58,7 @@ extension BrokerStore {
     /// The ledger of job `id`: its accepted result and its rejections, oldest first.
     ///
     /// - Throws: ``BrokerStoreError/unknownJob(_:)`` for a job never accepted.
-    public func ledger(of id: UUID) throws(BrokerStoreError) -> LedgerView {
+    func ledger(of id: UUID) throws(BrokerStoreError) -> LedgerView {
         try read { db in
             let key = id.ucpString
             guard try Bool.fetchOne(db, sql: "SELECT COUNT(*) > 0 FROM jobs WHERE id = ?", arguments: [key]) == true

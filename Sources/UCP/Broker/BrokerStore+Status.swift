@@ -6,18 +6,18 @@ import GRDB
 extension BrokerStore {
     /// An executor as `GET /status` shows it: its entry, whether it was declared failed, and how
     /// many jobs are assigned to it.
-    public struct ExecutorSummary: Sendable, Hashable {
+    struct ExecutorSummary: Sendable, Hashable {
         /// The executor as last registered or heard of.
-        public var entry: ExecutorEntry
+        var entry: ExecutorEntry
         /// True when it was declared failed (it must register again).
-        public var failed: Bool
+        var failed: Bool
         /// How many jobs are `assigned` to it.
-        public var assignedJobs: Int
+        var assignedJobs: Int
     }
 
     /// Every executor ever registered with this broker (not a peer broker's), active or failed,
     /// with its assigned job count, by id.
-    public func executorSummaries() throws(BrokerStoreError) -> [ExecutorSummary] {
+    func executorSummaries() throws(BrokerStoreError) -> [ExecutorSummary] {
         try read { db in
             try Row.fetchAll(
                 db,
@@ -37,7 +37,7 @@ extension BrokerStore {
     }
 
     /// How many jobs of each emergency level are in `state` (levels without jobs are absent).
-    public func jobCounts(in state: JobState) throws(BrokerStoreError) -> [EmergencyLevel: Int] {
+    func jobCounts(in state: JobState) throws(BrokerStoreError) -> [EmergencyLevel: Int] {
         try read { db in
             var counts: [EmergencyLevel: Int] = [:]
             for row in try Row.fetchAll(
@@ -53,7 +53,7 @@ extension BrokerStore {
     }
 
     /// How many results the ledger accepted (one per job at most) and rejected.
-    public func ledgerCounts() throws(BrokerStoreError) -> (accepted: Int, rejected: Int) {
+    func ledgerCounts() throws(BrokerStoreError) -> (accepted: Int, rejected: Int) {
         try read { db in
             let accepted = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_accepted") ?? 0
             let rejected = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_rejected") ?? 0
@@ -62,7 +62,7 @@ extension BrokerStore {
     }
 
     /// How many times a job was redeployed because its executor failed (`redeployed` events).
-    public func redeploymentCount() throws(BrokerStoreError) -> Int {
+    func redeploymentCount() throws(BrokerStoreError) -> Int {
         try read { db in
             try Int.fetchOne(
                 db, sql: "SELECT COUNT(*) FROM events WHERE kind = ?", arguments: [JobEvent.Kind.redeployed.rawValue])

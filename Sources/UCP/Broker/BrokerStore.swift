@@ -10,6 +10,10 @@ import GRDB
 /// saved in the same transaction, so the saved clock is never behind a logged stamp. Stamps come
 /// from the caller (``Broker`` takes them from its ``NodeClock``), which keeps this type free of
 /// time and network: it is tested without sockets. Thread-safe (GRDB serialises writes).
+///
+/// A library user opens it and hands it to ``Broker``; its queries are the package's own, one
+/// extension per concern (`BrokerStore+Jobs.swift`, `+Ledger`, ..., the federation's in
+/// `Federation/`).
 public final class BrokerStore: Sendable {
     /// The database file.
     public let path: String
@@ -55,7 +59,7 @@ public final class BrokerStore: Sendable {
     ///
     /// - Throws: ``BrokerStoreError/identityMismatch(stored:proposed:)`` when `proposed` differs
     ///   from the stored id (a data folder belongs to one broker).
-    public func identity(proposed: UUID?) throws(BrokerStoreError) -> (id: UUID, clock: [String: UInt64]) {
+    func identity(proposed: UUID?) throws(BrokerStoreError) -> (id: UUID, clock: [String: UInt64]) {
         try write { db in
             let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'node_id'")
             if let stored, let id = UUID(uuidString: stored) {
@@ -74,12 +78,12 @@ public final class BrokerStore: Sendable {
     }
 
     /// Saves `clock`, merged (pointwise maximum) with the saved one.
-    public func saveClock(_ clock: [String: UInt64]) throws(BrokerStoreError) {
+    func saveClock(_ clock: [String: UInt64]) throws(BrokerStoreError) {
         try write { db in try Self.mergeClock(db, clock) }
     }
 
     /// The saved clock.
-    public func savedClock() throws(BrokerStoreError) -> [String: UInt64] {
+    func savedClock() throws(BrokerStoreError) -> [String: UInt64] {
         try read { db in try Self.loadClock(db) }
     }
 

@@ -156,13 +156,13 @@ public struct LedgerView: Sendable, Hashable, Codable {
 /// Thread-safe.
 public struct ResultLedger: Sendable {
     /// Where the ledger is kept.
-    public let store: BrokerStore
+    let store: BrokerStore
     private let acceptedCounter: CoreMetrics.Counter
     private let rejectedCounter: CoreMetrics.Counter
 
     /// A ledger over `store`, counting first acceptances in `ucp_ledger_accepted_total` and
     /// rejections in `ucp_ledger_rejected_total` of `metrics`.
-    public init(store: BrokerStore, metrics: NodeMetrics) {
+    init(store: BrokerStore, metrics: NodeMetrics) {
         self.store = store
         acceptedCounter = metrics.counter("ucp_ledger_accepted_total")
         rejectedCounter = metrics.counter("ucp_ledger_rejected_total")

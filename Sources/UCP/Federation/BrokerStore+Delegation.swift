@@ -6,7 +6,7 @@ import GRDB
 extension BrokerStore {
     /// Gives queued job `id` to peer broker `peer` to dispatch (its owner from now on), logging
     /// `delegated`; false when the job is no longer queued here.
-    public func delegate(_ id: UUID, to peer: String, stamp: ClockStamp) throws(BrokerStoreError) -> Bool {
+    func delegate(_ id: UUID, to peer: String, stamp: ClockStamp) throws(BrokerStoreError) -> Bool {
         try write { db in
             try db.execute(
                 sql: "UPDATE jobs SET owner = ? WHERE id = ? AND state = 'queued' AND owner IS NULL",
@@ -19,7 +19,7 @@ extension BrokerStore {
     }
 
     /// The active executors of peer brokers, with their home broker's id.
-    public func peerExecutors() throws(BrokerStoreError) -> [(home: String, entry: ExecutorEntry)] {
+    func peerExecutors() throws(BrokerStoreError) -> [(home: String, entry: ExecutorEntry)] {
         try read { db in
             try Row.fetchAll(
                 db,

@@ -2,11 +2,11 @@ import Foundation
 import GRDB
 
 /// Rows to broadcast, read from the store's outbox.
-public struct ReplicaBatch: Sendable, Hashable {
+struct ReplicaBatch: Sendable, Hashable {
     /// The rows, as they are now.
-    public var rows: [ReplicaRow]
+    var rows: [ReplicaRow]
     /// The last outbox entry they cover: confirm it once they are sent.
-    public var through: Int64
+    var through: Int64
 }
 
 /// The outbox: the replicated rows changed here, waiting to be broadcast to the peers.
@@ -14,7 +14,7 @@ extension BrokerStore {
     /// Turns replication on: from now on every change to a replicated table is put in the outbox.
     /// A new federation member also puts every existing row there, so that its peers learn what it
     /// knew before it joined.
-    public func startReplicating() throws(BrokerStoreError) {
+    func startReplicating() throws(BrokerStoreError) {
         try write { db in
             let was = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'replicating'")
             guard was != "1" else { return }
@@ -31,7 +31,7 @@ extension BrokerStore {
     /// Up to `limit` changed rows from the outbox, read as they are now, with `version` recorded
     /// as theirs (a deleted row keeps its version as a tombstone); nil when the outbox is empty.
     /// `selfID` is written where a row says "this broker".
-    public func outboxBatch(version: RowVersion, selfID: String, limit: Int = 256) throws(BrokerStoreError)
+    func outboxBatch(version: RowVersion, selfID: String, limit: Int = 256) throws(BrokerStoreError)
         -> ReplicaBatch?
     {
         try write { db in
@@ -55,14 +55,14 @@ extension BrokerStore {
     }
 
     /// Forgets the outbox entries up to `seq`: their rows were sent.
-    public func confirmOutbox(through seq: Int64) throws(BrokerStoreError) {
+    func confirmOutbox(through seq: Int64) throws(BrokerStoreError) {
         try write { db in
             try db.execute(sql: "DELETE FROM replica_outbox WHERE seq <= ?", arguments: [seq])
         }
     }
 
     /// Entries waiting in the outbox.
-    public func outboxCount() throws(BrokerStoreError) -> Int {
+    func outboxCount() throws(BrokerStoreError) -> Int {
         try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM replica_outbox") ?? 0 }
     }
 }

@@ -3,15 +3,15 @@ import Foundation
 import GRDB
 
 /// What applying a peer's rows changed here.
-public struct ReplicaOutcome: Sendable, Hashable {
+struct ReplicaOutcome: Sendable, Hashable {
     /// Rows taken.
-    public var applied = 0
+    var applied = 0
     /// Rows refused by the merge rules (an older or losing write).
-    public var superseded = 0
+    var superseded = 0
     /// Jobs that became this broker's to dispatch, or were released by a peer's `done`.
-    public var readyJobs: [UUID] = []
+    var readyJobs: [UUID] = []
     /// Ledger decisions replaced by a peer's earlier one (the local winner became a rejection).
-    public var ledgerReversals: [UUID] = []
+    var ledgerReversals: [UUID] = []
 }
 
 /// Replicated rows: applying a peer's, reading and writing them, and the digest that compares
@@ -30,7 +30,7 @@ extension BrokerStore {
     ///
     /// Nothing applied here goes back to the outbox: the peers apply the same rows themselves.
     /// `stamp` stamps the events logged (released jobs).
-    public func applyReplica(_ rows: [ReplicaRow], selfID: String, stamp: () -> ClockStamp) throws(BrokerStoreError)
+    func applyReplica(_ rows: [ReplicaRow], selfID: String, stamp: () -> ClockStamp) throws(BrokerStoreError)
         -> ReplicaOutcome
     {
         try write { db in
@@ -70,7 +70,7 @@ extension BrokerStore {
 
     /// Every replicated row, one line each, sorted, with "this broker" written as `selfID` and
     /// local-only columns left out: two brokers that converged give equal lists.
-    public func replicaDigest(selfID: String) throws(BrokerStoreError) -> [String] {
+    func replicaDigest(selfID: String) throws(BrokerStoreError) -> [String] {
         try read { db in
             var lines: [String] = []
             for table in ReplicaTable.allCases {

@@ -3,18 +3,18 @@ import GRDB
 
 /// A broker's metadata as it travels between federated brokers: one row of a replicated table,
 /// or its deletion, with the version that orders it against other writes of the same row.
-public struct ReplicaRow: Sendable, Hashable, Codable {
+struct ReplicaRow: Sendable, Hashable, Codable {
     /// The table.
-    public var table: ReplicaTable
+    var table: ReplicaTable
     /// The row's key (its id, or a data name).
-    public var key: String
+    var key: String
     /// The replicated columns, or nil when the row was deleted.
-    public var values: [String: ReplicaValue]?
+    var values: [String: ReplicaValue]?
     /// The write's version.
-    public var version: RowVersion
+    var version: RowVersion
 
     /// A row.
-    public init(table: ReplicaTable, key: String, values: [String: ReplicaValue]?, version: RowVersion) {
+    init(table: ReplicaTable, key: String, values: [String: ReplicaValue]?, version: RowVersion) {
         self.table = table
         self.key = key
         self.values = values
@@ -23,7 +23,7 @@ public struct ReplicaRow: Sendable, Hashable, Codable {
 }
 
 /// One SQLite value in a ``ReplicaRow``: JSON null, a string, an integer or a real.
-public enum ReplicaValue: Sendable, Hashable, Codable {
+enum ReplicaValue: Sendable, Hashable, Codable {
     /// NULL.
     case null
     /// TEXT.
@@ -53,7 +53,7 @@ public enum ReplicaValue: Sendable, Hashable, Codable {
     }
 
     /// Decodes a JSON scalar.
-    public init(from decoder: any Decoder) throws {
+    init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() {
             self = .null
@@ -67,7 +67,7 @@ public enum ReplicaValue: Sendable, Hashable, Codable {
     }
 
     /// Encodes a JSON scalar.
-    public func encode(to encoder: any Encoder) throws {
+    func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
         case .null: try c.encodeNil()

@@ -2,7 +2,7 @@ import Foundation
 
 /// The tables brokers replicate to each other. The job event log is not among them: it is each
 /// broker's own record of what it did.
-public enum ReplicaTable: String, Sendable, Hashable, Codable, CaseIterable {
+enum ReplicaTable: String, Sendable, Hashable, Codable, CaseIterable {
     /// Executors, with their home broker.
     case executors
     /// Datastores, with their home broker.

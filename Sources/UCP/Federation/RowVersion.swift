@@ -6,25 +6,25 @@ import Foundation
 /// Ordered by `(sum, origin)`. A write that happened after another (its broker had seen the
 /// other's clock) has a larger sum, so the order extends the causal order to a total one: every
 /// broker resolves concurrent writes of one row alike (last writer wins in that order).
-public struct RowVersion: Sendable, Hashable, Codable, Comparable {
+struct RowVersion: Sendable, Hashable, Codable, Comparable {
     /// Sum of the clock's entries.
-    public var sum: UInt64
+    var sum: UInt64
     /// The broker that wrote.
-    public var origin: String
+    var origin: String
 
     /// A version.
-    public init(sum: UInt64, origin: String) {
+    init(sum: UInt64, origin: String) {
         self.sum = sum
         self.origin = origin
     }
 
     /// The version of a write stamped `stamp` by `origin`.
-    public init(stamp: ClockStamp, origin: String) {
+    init(stamp: ClockStamp, origin: String) {
         self.init(sum: stamp.entrySum, origin: origin)
     }
 
     /// `(sum, origin)` order.
-    public static func < (a: RowVersion, b: RowVersion) -> Bool {
+    static func < (a: RowVersion, b: RowVersion) -> Bool {
         (a.sum, a.origin) < (b.sum, b.origin)
     }
 }
