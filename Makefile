@@ -98,12 +98,17 @@ fuzz-build: deps
 	  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCC_FUZZ=ON -DCMAKE_C_COMPILER=$(FUZZ_CC) >/dev/null && \
 	  cmake --build build-fuzz -j $(JOBS) --target cc_fuzz; \
 	else echo "fuzz: no $(FUZZ_CC) on the PATH, no fuzz targets built"; fi
+	Fuzz/Swift/build.sh build-fuzz/header-fuzz
+
+# A crash must not leave a swift-backtrace process holding the output open.
+fuzz test-fuzz: export SWIFT_BACKTRACE = enable=no
 
 # Each target for FUZZ_SECONDS; what it finds stays in build-fuzz/findings across runs (copy an input
 # worth keeping into Fuzz/corpus/<name>).
 fuzz: fuzz-build
 	$(call fuzz_run,build-fuzz/cc_fuzz_frame,frame,$(FUZZ_SECONDS),build-fuzz/findings,Fuzz/wire.dict)
 	$(call fuzz_run,build-fuzz/cc_fuzz_node,node,$(FUZZ_SECONDS),build-fuzz/findings,Fuzz/wire.dict)
+	$(call fuzz_run,build-fuzz/header-fuzz,headers,$(FUZZ_SECONDS),build-fuzz/findings,Fuzz/Swift/headers.dict)
 
 # For make test: each target for FUZZ_TEST_SECONDS, first over every input checked in (a regression on
 # one of them fails at once), from an empty scratch folder each time.
@@ -111,6 +116,7 @@ test-fuzz: fuzz-build
 	rm -rf build-fuzz/test
 	$(call fuzz_run,build-fuzz/cc_fuzz_frame,frame,$(FUZZ_TEST_SECONDS),build-fuzz/test,Fuzz/wire.dict)
 	$(call fuzz_run,build-fuzz/cc_fuzz_node,node,$(FUZZ_TEST_SECONDS),build-fuzz/test,Fuzz/wire.dict)
+	$(call fuzz_run,build-fuzz/header-fuzz,headers,$(FUZZ_TEST_SECONDS),build-fuzz/test,Fuzz/Swift/headers.dict)
 
 # Two passes: the in-process suites in parallel, then the suites that start `ucp` processes or
 # load the machine (process faults, 10,000 queued jobs, the demo) one at a time, so that on two
