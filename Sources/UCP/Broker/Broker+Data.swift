@@ -43,7 +43,8 @@ extension Broker {
     /// does, without asking the ledger.
     func place(_ name: DataName, body: SpooledBody, contentType: String) async throws {
         let datastore = try await datastoreWithRoom(for: body.count)
-        try await pass(body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType)
+        try await pass(
+            body, to: datastore.address, path: "/data/" + Self.pathEncoded(name.rawValue), contentType: contentType)
         try store.setLocation(name.rawValue, datastore: datastore.id)
     }
 
@@ -173,7 +174,8 @@ extension Broker {
     ///
     /// - Throws: ``BrokerError`` 413 past ``BrokerConfiguration/maxUploadBytes``, 400 for a body
     ///   cut off or broken off, 500 when the spool folder cannot be written.
-    func keep<Body: AsyncSequence & Sendable>(_ body: Body, contentLength: Int64?) async throws(BrokerError) -> SpooledBody
+    func keep<Body: AsyncSequence & Sendable>(_ body: Body, contentLength: Int64?) async throws(BrokerError)
+        -> SpooledBody
     where Body.Element == ByteBuffer {
         do {
             return try await SpooledBody.receive(
@@ -217,7 +219,8 @@ extension Broker {
             return true
         case .retried:
             if (try? store.resultDelivered(job.id)) == true {
-                logger.info("accepted result sent again after its delivery: not delivered twice", metadata: ["job": "\(key)"])
+                logger.info(
+                    "accepted result sent again after its delivery: not delivered twice", metadata: ["job": "\(key)"])
                 return false
             }
             logger.info("accepted result sent again", metadata: ["job": "\(key)"])

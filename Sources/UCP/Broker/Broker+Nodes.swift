@@ -117,8 +117,7 @@ extension Broker {
     /// Registers a datastore after the same ping check as an executor's.
     ///
     /// - Throws: ``BrokerError`` 400 "Could not ping to verify".
-    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws
-    {
+    public func registerDatastore(_ registration: DatastoreRegistration, remoteHost: String?) async throws {
         let datastore = registration.datastore
         try Self.checkRegistration(hosts: registration.hosts, port: datastore.address.port)
         guard
