@@ -50,6 +50,10 @@ struct cc_inbox {
      * caches, nor the loop's counters. */
     _Alignas(CC_CACHE_LINE) _Atomic unsigned users;
 
+    /* 1 from an acquire that found no buffer until the loop calls `room`:
+     * written only then, read by the loop once per wake-up. */
+    _Alignas(CC_CACHE_LINE) _Atomic int want_room;
+
     /* Read on every call, written once (closed) or never after open. */
     _Alignas(CC_CACHE_LINE) _Atomic int closed;
     cc_loop *loop;
@@ -209,6 +213,19 @@ static void handle_post(cc_inbox *in, cc_inbox_msg *m) {
      * arrive together compete by emergency level once they are deliverable. */
 }
 
+/* Buffers went back to the pool in this wake-up, or another thread's
+ * cc_inbox_release woke the loop for this: `room` for the acquirers that
+ * found none. This fence and cc_inbox_acquire's (each between a store and a
+ * load: the pool's, want_room) are Dekker's pattern: an acquire that found
+ * the pool empty either sees a buffer put back before this fence, or is
+ * seen here. One fence per wake-up. */
+static void notify_room(cc_inbox *in) {
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&in->want_room, memory_order_relaxed) &&
+        atomic_exchange_explicit(&in->want_room, 0, memory_order_relaxed) && in->cb.room)
+        in->cb.room(in->cb.ctx);
+}
+
 static void on_async(uv_async_t *h) {
     cc_inbox *in = h->data;
     if (in->closing)
@@ -238,6 +255,11 @@ static void on_async(uv_async_t *h) {
         if (in->closing)
             return;
         done += n;
+    }
+    if (!atomic_load(&in->closed)) {
+        notify_room(in);
+        if (in->closing)
+            return; /* the callback closed the inbox */
     }
     if (atomic_load(&in->closed))
         begin_close(in);
@@ -305,6 +327,7 @@ int cc_inbox_open(cc_loop *loop, const cc_inbox_config *config, const cc_inbox_c
     in->payload_offset = in->clock_offset + (size_t)config->width * sizeof(uint64_t);
     atomic_init(&in->users, 0);
     atomic_init(&in->closed, 0);
+    atomic_init(&in->want_room, 0);
 
     int rc = cc_pool_init(&in->pool, in->payload_offset + config->max_payload, config->capacity);
     if (rc != CC_OK) {
@@ -370,8 +393,13 @@ cc_inbox_msg *cc_inbox_acquire(cc_inbox *in) {
     if (atomic_load_explicit(&in->closed, memory_order_relaxed))
         return NULL;
     unsigned char *b = cc_pool_get(&in->pool);
-    if (!b)
-        return NULL;
+    if (!b) {
+        /* None free: ask the loop for `room`, then look again (see notify_room). */
+        atomic_store_explicit(&in->want_room, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!(b = cc_pool_get(&in->pool)))
+            return NULL;
+    }
     cc_inbox_msg *m = (cc_inbox_msg *)b;
     m->clock = (uint64_t *)(b + in->clock_offset);
     m->payload = b + in->payload_offset;
@@ -387,8 +415,18 @@ cc_inbox_msg *cc_inbox_acquire(cc_inbox *in) {
 }
 
 void cc_inbox_release(cc_inbox *in, cc_inbox_msg *m) {
-    if (in && m && cc_pool_owns(&in->pool, m))
-        cc_pool_put(&in->pool, m);
+    if (!in || !m || !cc_pool_owns(&in->pool, m))
+        return;
+    cc_pool_put(&in->pool, m);
+    /* Outside the loop's wake-ups: if an acquire waits for a buffer, wake
+     * the loop to call `room` (the fence as in notify_room). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&in->want_room, memory_order_relaxed))
+        return;
+    atomic_fetch_add(&in->users, 1);
+    if (!atomic_load(&in->closed))
+        uv_async_send(&in->async);
+    atomic_fetch_sub_explicit(&in->users, 1, memory_order_release);
 }
 
 static int enqueue(cc_inbox *in, cc_inbox_msg *m, uintptr_t tag) {

@@ -335,6 +335,26 @@ int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len) 
 
 /* ---- the log ----------------------------------------------------------------- */
 
+/* After cells were released: `room` for the producers that found the window
+ * full, `acked` when the log is empty (cc_node.h). The publication of
+ * ring_released and the load of want_room here, with cc_node_broadcast's
+ * store of want_room and its second look at ring_released (all seq-cst),
+ * are Dekker's pattern: a broadcast that found the window full either sees
+ * this release or is seen here. One load per batch of releases when nobody
+ * waits. */
+static void notify_released(cc_node *n) {
+    if (n->closing || n->close_begun)
+        return;
+    if (atomic_load_explicit(&n->want_room, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&n->want_room, 0, memory_order_relaxed) && n->cb.room) {
+        n->cb.room(n->cb.ctx);
+        if (n->closing || n->close_begun)
+            return; /* the callback closed the node */
+    }
+    if (n->log_lo > n->log_hi && n->cb.acked)
+        n->cb.acked(n->cb.ctx);
+}
+
 /* Releases the own broadcasts every known peer has acknowledged, but never
  * one that a write in flight still points at (libuv reads the buffers until
  * the write callback). */
@@ -352,18 +372,22 @@ void cc__node_trim(cc_node *n) {
         if (c->wr_busy && c->wr_lo != UINT64_MAX && c->wr_lo - 1 < lim)
             lim = c->wr_lo - 1;
     }
-    if (n->log_lo <= lim) {
+    int released = n->log_lo <= lim;
+    if (released) {
         cc__node_release_log(n, n->log_lo, lim);
         n->log_lo = lim + 1;
         cc__node_publish_released(n);
     }
     sync_stats(n);
+    if (released)
+        notify_released(n);
 }
 
 void cc__node_publish_released(cc_node *n) {
     /* Release: the loop is done with the cells (stamp copied the payloads
-     * out) before a producer that sees the count writes them again. */
-    atomic_store_explicit(&n->ring_released, n->ring_free, memory_order_release);
+     * out) before a producer that sees the count writes them again.
+     * Sequentially consistent for notify_released's load of want_room. */
+    atomic_store_explicit(&n->ring_released, n->ring_free, memory_order_seq_cst);
 }
 
 node_bcast *cc__node_take_cell(cc_node *n) {
@@ -1295,6 +1319,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     atomic_init(&n->ring_tail, 0);
     atomic_init(&n->ring_released, 0);
     atomic_init(&n->awake, 0);
+    atomic_init(&n->want_room, 0);
     atomic_init(&n->closed, 0);
     atomic_init(&n->confirm_dirty, 0);
     atomic_init(&n->port, 0);
@@ -1449,8 +1474,15 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
              * with the cell's previous broadcast. A stale count only makes
              * the window look fuller than it is. */
             if (pos - atomic_load_explicit(&n->ring_released, memory_order_acquire) >= n->cfg.send_window) {
-                rc = CC_EFULL; /* send_window broadcasts not yet acknowledged by everyone */
-                break;
+                /* Full: ask the loop for `room`, then look again (Dekker's
+                 * pattern with notify_released: either this load sees a
+                 * release, or the loop sees the request). */
+                atomic_store_explicit(&n->want_room, 1, memory_order_seq_cst);
+                if (pos - atomic_load_explicit(&n->ring_released, memory_order_seq_cst) >= n->cfg.send_window) {
+                    rc = CC_EFULL; /* send_window broadcasts not yet acknowledged by everyone */
+                    break;
+                }
+                continue;
             }
             /* The compare-and-swap only elects this producer for pos: the
              * cell's data is published by its seq below. */
@@ -1562,6 +1594,15 @@ void cc_node_stats_get(const cc_node *cn, cc_node_stats *out) {
     out->width = LD(width);
     out->peers_up = LD(peers_up);
 #undef LD
+}
+
+uint64_t cc_node_unacked(const cc_node *cn) {
+    cc_node *n = (cc_node *)cn;
+    /* The released count first: the tail read after it is at least as far
+     * on (those cells were claimed before they were released), so the
+     * difference never wraps. */
+    uint64_t released = atomic_load_explicit(&n->ring_released, memory_order_acquire);
+    return atomic_load_explicit(&n->ring_tail, memory_order_relaxed) - released;
 }
 
 size_t cc_node_clock(const cc_node *n, uint64_t *out, size_t count) {

@@ -167,6 +167,10 @@ struct cc_node {
      * loop is bound to look at the ring again before it next sleeps (from
      * on_async to on_prepare), so a broadcast need not wake it. */
     _Atomic int awake;
+    /* 1 from a cc_node_broadcast that found the window full until the loop
+     * next releases cells and calls `room`. Written by producers only then;
+     * on this line because the loop reads it right after ring_released. */
+    _Atomic int want_room;
     _Alignas(CC_CACHE_LINE) _Atomic int closed;
     _Atomic uint16_t port;
     /* cc_node_confirm (with `confirm` and a state folder): the clocks the

@@ -732,6 +732,76 @@ static void test_inbox_buffers(cc_loop *loop) {
     recorder_destroy(&r);
 }
 
+/* `room`: buffers came back after an acquire found none. */
+typedef struct room_probe {
+    recorder r;
+    atomic_int rooms;
+    sem_t room;
+} room_probe;
+
+static void on_room(void *ctx) {
+    room_probe *p = ctx;
+    atomic_fetch_add(&p->rooms, 1);
+    sem_post(&p->room);
+}
+
+static void test_inbox_room(cc_loop *loop) {
+    room_probe p;
+    recorder_init(&p.r, loop, 4);
+    atomic_init(&p.rooms, 0);
+    sem_init(&p.room, 0, 0);
+    cc_inbox_config cfg = {.width = 1, .self = UINT32_MAX, .capacity = 4, .max_payload = 8};
+    cc_inbox_callbacks cb = recorder_callbacks(&p.r);
+    cb.ctx = &p; /* the recorder is the probe's first member */
+    cb.room = on_room;
+    cc_inbox *in;
+    REQUIRE(cc_inbox_open(loop, &cfg, &cb, &in) == CC_OK);
+
+    /* Every buffer acquired: a release from this thread wakes the loop for `room`. */
+    cc_inbox_msg *m[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE((m[i] = cc_inbox_acquire(in)) != NULL);
+    CHECK(cc_inbox_acquire(in) == NULL);
+    CHECK(cc_inbox_acquire(in) == NULL); /* two empty acquires, one call */
+    cc_inbox_release(in, m[3]);
+    CHECK(wait_sem(&p.room));
+    CHECK_EQ(atomic_load(&p.rooms), 1);
+    m[3] = cc_inbox_acquire(in);
+    REQUIRE(m[3] != NULL);
+
+    /* Every buffer posted while the loop is held: the deliveries give them back. */
+    blocker b;
+    sem_init(&b.entered, 0, 0);
+    sem_init(&b.unblock, 0, 0);
+    REQUIRE(cc_loop_call(loop, block_loop, &b) == CC_OK);
+    CHECK(wait_sem(&b.entered));
+    for (uint64_t i = 0; i < 4; i++) {
+        m[i]->head.sender = 0;
+        m[i]->clock[0] = i + 1;
+        m[i]->length = 0;
+        CHECK_EQ(cc_inbox_post(in, m[i]), CC_OK);
+    }
+    CHECK(cc_inbox_acquire(in) == NULL);
+    sem_post(&b.unblock);
+    CHECK(wait_sem(&p.r.done)); /* four delivered */
+    CHECK(wait_sem(&p.room));
+    CHECK_EQ(atomic_load(&p.rooms), 2);
+    /* Nobody found the pool empty since: deliveries do not call it. */
+    cc_inbox_msg *one = msg(in, 0, CC_LEVEL_LOW, (uint64_t[]){5}, 1, 5);
+    REQUIRE(one != NULL);
+    p.r.target = 5;
+    CHECK_EQ(cc_inbox_post(in, one), CC_OK);
+    CHECK(wait_sem(&p.r.done));
+    CHECK_EQ(atomic_load(&p.rooms), 2);
+    CHECK_EQ(cc_inbox_close(in), CC_OK);
+    CHECK(wait_sem(&p.r.closed));
+    CHECK_EQ(atomic_load(&p.rooms), 2);
+    sem_destroy(&b.entered);
+    sem_destroy(&b.unblock);
+    sem_destroy(&p.room);
+    recorder_destroy(&p.r);
+}
+
 /* Close while messages are queued and the loop is busy: nothing more is
  * delivered, later posts fail with CC_ECLOSED and give their buffer back,
  * and every buffer goes with the inbox (valgrind checks the last part). */
@@ -907,6 +977,7 @@ void cc_test_loop(void) {
     test_inbox_levels(loop);
     test_inbox_raw(loop);
     test_inbox_buffers(loop);
+    test_inbox_room(loop);
     test_inbox_close_in_flight(loop);
     test_inbox_close_race(loop);
     CHECK_EQ(cc_loop_stop(loop), CC_OK);

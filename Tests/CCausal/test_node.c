@@ -63,6 +63,7 @@ typedef struct tnode {
     uint64_t kill_at; /* test_crash: die in the callback of this own delivery */
     uint64_t delivered, violations;
     int up[MAXW], downs, refused, protocol, added, listening, closed;
+    int rooms, acks; /* `room` and `acked` callbacks */
     uint32_t width_seen;
     ev evs[MAXEV];
     int nev;
@@ -186,6 +187,22 @@ static void on_event(void *ctx, const cc_node_event *e) {
     pthread_mutex_unlock(&mu);
 }
 
+static void on_room(void *ctx) {
+    tnode *t = ctx;
+    pthread_mutex_lock(&mu);
+    t->rooms++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void on_acked(void *ctx) {
+    tnode *t = ctx;
+    pthread_mutex_lock(&mu);
+    t->acks++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
 static void on_closed(void *ctx) {
     tnode *t = ctx;
     pthread_mutex_lock(&mu);
@@ -240,7 +257,12 @@ static int start_from(tnode *t, const tnode *old, const cc_node_config *cfg, con
     t->slot = cfg->self;
     if (cc_loop_start(0, &t->loop) != CC_OK)
         return 0;
-    cc_node_callbacks cb = {.ctx = t, .deliver = on_deliver, .event = on_event, .closed = on_closed};
+    cc_node_callbacks cb = {.ctx = t,
+                            .deliver = on_deliver,
+                            .event = on_event,
+                            .closed = on_closed,
+                            .room = on_room,
+                            .acked = on_acked};
     return cc_node_start(t->loop, cfg, peers, np, &cb, &t->node) == CC_OK;
 }
 
@@ -389,10 +411,18 @@ static int all_acked(void *arg) {
     for (int i = 0; i < g->count; i++) {
         cc_node_stats st;
         cc_node_stats_get(g->t[i].node, &st);
-        if (st.unacked != 0)
+        if (st.unacked != 0 || cc_node_unacked(g->t[i].node) != 0)
             return 0;
     }
     return 1;
+}
+
+/* Every node of g has every broadcast acknowledged: woken by `acked`. */
+static int wait_acked(group_wait *g) {
+    pthread_mutex_lock(&mu);
+    int ok = wait_for(all_acked, g, WAIT_S);
+    pthread_mutex_unlock(&mu);
+    return ok;
 }
 
 typedef struct clock_call {
@@ -471,7 +501,7 @@ static void test_group(void) {
     pthread_mutex_unlock(&mu);
     uint64_t expect[3] = {A_EACH, A_EACH, A_EACH};
     check_clocks(t, 3, expect, 3);
-    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK(wait_acked(&g));
     for (int i = 0; i < 3; i++) {
         cc_node_stats st;
         cc_node_stats_get(t[i].node, &st);
@@ -969,7 +999,7 @@ static void test_cut_connections(void) {
         CHECK_EQ(st.delivered, 3 * A_EACH);
     }
     CHECK(reconnects >= (uint64_t)2 * c.cuts);
-    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK(wait_acked(&g));
     for (int i = 0; i < 3; i++)
         stop(&t[i]);
 }
@@ -1043,7 +1073,7 @@ static void test_restart(void) {
     pthread_mutex_unlock(&mu);
     uint64_t expect[3] = {A_EACH, A_EACH, A_EACH};
     check_clocks(t, 3, expect, 3);
-    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK(wait_acked(&g));
     cc_node_stats st;
     cc_node_stats_get(t[1].node, &st);
     CHECK_EQ(st.sent, A_EACH / 2); /* this incarnation's own */
@@ -1136,7 +1166,7 @@ static void test_held_back(void) {
     cc_node_stats_get(t[2].node, &st);
     CHECK_EQ(st.pending, 0);
     group_wait all = {.t = t, .count = 3};
-    CHECK(poll_for(all_acked, &all, WAIT_S));
+    CHECK(wait_acked(&all));
     for (int i = 0; i < 3; i++)
         stop(&t[i]);
 }
@@ -1203,6 +1233,60 @@ static void test_back_pressure(void) {
     stop(&a);
 }
 
+/* `room` after a full window, `acked` when the log empties: the waits below
+ * are woken by them, with no retry loop. */
+static int has_room(void *arg) {
+    return ((tnode *)arg)->rooms > 0;
+}
+
+static int acked_once(void *arg) {
+    return ((tnode *)arg)->acks > 0;
+}
+
+static void test_room_and_acked(void) {
+    tnode a, b;
+    cc_node_config ca = base_config(1, 2);
+    ca.send_window = BP_WINDOW;
+    cc_node_peer pa = peer_at(0, 0);
+    REQUIRE(start(&a, &ca, &pa, 1));
+    uint8_t buf[128];
+    for (uint32_t i = 0; i < BP_WINDOW; i++)
+        CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, i), CC_LEVEL_LOW, 0), CC_OK);
+    CHECK_EQ(cc_node_unacked(a.node), BP_WINDOW); /* taken into the log or not yet */
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_LOW, 0), CC_EFULL);
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_LOW, 0), CC_EFULL);
+    group_wait ga = {.t = &a, .each = BP_WINDOW};
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(delivered_n, &ga, WAIT_S));
+    CHECK_EQ(a.rooms, 0); /* slot 0 is down: nothing acknowledged */
+    CHECK_EQ(a.acks, 0);
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(cc_node_unacked(a.node), BP_WINDOW);
+
+    cc_node_config cb = base_config(0, 2);
+    cc_node_peer pb = peer_at(1, cc_node_port(a.node));
+    REQUIRE(start(&b, &cb, &pb, 1));
+    pthread_mutex_lock(&mu);
+    CHECK(wait_for(has_room, &a, WAIT_S));
+    CHECK(wait_for(acked_once, &a, WAIT_S));
+    CHECK_EQ(a.rooms, 1); /* two CC_EFULL, one call */
+    int acks = a.acks;
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(cc_node_unacked(a.node), 0);
+    CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_HIGH, 0), CC_OK);
+    group_wait one_more = {.t = &a, .count = 1};
+    CHECK(wait_acked(&one_more));
+    pthread_mutex_lock(&mu);
+    CHECK(a.acks > acks);
+    CHECK_EQ(a.rooms, 1); /* the window was not full */
+    CHECK_EQ(b.rooms, 0);
+    CHECK_EQ(b.acks, 0); /* b never broadcast */
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(cc_node_unacked(b.node), 0);
+    stop(&b);
+    stop(&a);
+}
+
 /* ---- (f) growth ------------------------------------------------------------------ */
 
 enum { F_EACH = 200 };
@@ -1226,7 +1310,7 @@ static void test_growth(void) {
     pthread_mutex_lock(&mu);
     CHECK(wait_for(all_delivered, &g3, WAIT_S));
     pthread_mutex_unlock(&mu);
-    CHECK(poll_for(all_acked, &g3, WAIT_S));
+    CHECK(wait_acked(&g3));
 
     /* The newcomer knows everyone; the group learns of it from one member. */
     cc_node_peer p[3] = {peer_at(0, 0), peer_at(1, 0), peer_at(2, 0)};
@@ -1404,7 +1488,7 @@ static void test_forwarded(void) {
     pthread_mutex_lock(&mu);
     CHECK(wait_for(all_delivered, &g, WAIT_S));
     pthread_mutex_unlock(&mu);
-    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK(wait_acked(&g));
     CHECK_EQ(atomic_load(&fw.accepted), 1);
 
     /* Slot 1 moves to a new port; the checker carries on from what the old
@@ -1509,7 +1593,7 @@ static void test_large(void) {
     for (int i = 0; i < 2; i++)
         CHECK_EQ(t[i].violations, 0);
     pthread_mutex_unlock(&mu);
-    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK(wait_acked(&g));
     for (int i = 0; i < 2; i++)
         stop(&t[i]);
     remove_state(1);
@@ -1667,7 +1751,7 @@ static void test_confirm(void) {
     CHECK_EQ(cc_node_confirm(t[0].node, expect, 2), CC_OK);
     uint64_t wide[3] = {1, 1, 1};
     CHECK_EQ(cc_node_confirm(t[0].node, wide, 3), CC_EWIDTH);
-    CHECK(poll_for(all_acked, &g, WAIT_S));
+    CHECK(wait_acked(&g));
     stop(&t[1]);
     stop(&t[0]);
     remove_state(0);
@@ -2044,6 +2128,7 @@ void cc_test_node(void) {
         {"restart", test_restart},
         {"held back", test_held_back},
         {"back-pressure", test_back_pressure},
+        {"room and acked", test_room_and_acked},
         {"growth", test_growth},
         {"forwarded", test_forwarded},
         {"large payloads", test_large},

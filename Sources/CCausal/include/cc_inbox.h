@@ -61,6 +61,12 @@ typedef void (*cc_inbox_handler)(void *ctx, const cc_inbox_msg *m);
 typedef void (*cc_inbox_reject_handler)(void *ctx, const cc_inbox_msg *m, int code);
 /** Loop thread. Called once when the inbox has closed; the inbox is freed after it returns. */
 typedef void (*cc_inbox_closed_handler)(void *ctx);
+/** Loop thread. Buffers came back after cc_inbox_acquire found none: try again
+ * instead of polling. Once for any number of empty acquires before it; an
+ * acquire that finds none again asks again. No moment is missed by a waiter
+ * that registers itself, then acquires, and on NULL waits for the next call.
+ * Not called once the inbox has begun to close. */
+typedef void (*cc_inbox_room_handler)(void *ctx);
 
 typedef struct cc_inbox_callbacks {
     void *ctx;
@@ -68,6 +74,7 @@ typedef struct cc_inbox_callbacks {
     cc_inbox_handler emit;           /* optional: stamped local sends, before local delivery */
     cc_inbox_reject_handler reject;  /* optional */
     cc_inbox_closed_handler closed;  /* optional */
+    cc_inbox_room_handler room;      /* optional */
 } cc_inbox_callbacks;
 
 /** Counters readable from any thread. */

@@ -105,8 +105,8 @@
  * next start.)
  *
  * Thread safety: cc_node_start, cc_node_broadcast, cc_node_add_peer,
- * cc_node_confirm, cc_node_stats_get and cc_node_close from any thread;
- * callbacks run on the loop thread. Nothing may be called after the `closed` callback returns.
+ * cc_node_confirm, cc_node_stats_get, cc_node_unacked and cc_node_close from
+ * any thread; callbacks run on the loop thread. Nothing may be called after the `closed` callback returns.
  *
  * Signals: libuv writes to sockets with write(2), which raises SIGPIPE when
  * the peer has reset the connection; the default action ends the process.
@@ -187,11 +187,30 @@ typedef struct cc_node_event {
     const char *address;   /* the remote address as "host:port", when known */
 } cc_node_event;
 
+/* Callbacks run on the loop thread. `room` and `acked` tell a waiting
+ * application when to try again, so that it need not poll:
+ *
+ *   room   the send window has room again after a cc_node_broadcast
+ *          returned CC_EFULL (acknowledgements released some of it). Once
+ *          for any number of CC_EFULL returns before it; a broadcast that
+ *          finds the window full again asks again. No moment is missed by
+ *          a waiter that registers itself, then broadcasts, and on CC_EFULL
+ *          waits for the next call.
+ *   acked  every own broadcast the loop has taken is acknowledged by every
+ *          peer (with a state folder: and handed over and written), so the
+ *          log is empty; called each time it empties. Broadcasts accepted
+ *          meanwhile may still be on their way into the log: cc_node_unacked
+ *          is 0 only when none is left anywhere.
+ *
+ * Like `deliver`, they may call any cc_node function (another broadcast,
+ * say); neither is called once the node has begun to close. */
 typedef struct cc_node_callbacks {
     void *ctx;
     void (*deliver)(void *ctx, const cc_node_message *m); /* required; causal order */
     void (*event)(void *ctx, const cc_node_event *e);     /* optional */
     void (*closed)(void *ctx);                            /* optional; after it the node is freed */
+    void (*room)(void *ctx);                              /* optional: the window has room again */
+    void (*acked)(void *ctx);                             /* optional: every broadcast is acknowledged */
 } cc_node_callbacks;
 
 typedef struct cc_node_stats {
@@ -250,6 +269,14 @@ uint16_t cc_node_port(const cc_node *node);
 
 /** Any thread. A snapshot of the counters. */
 void cc_node_stats_get(const cc_node *node, cc_node_stats *out);
+
+/** Any thread; no allocation, no lock. Own broadcasts not yet acknowledged
+ * by every peer (with a state folder: nor handed over and written), those
+ * cc_node_broadcast accepted that the loop has not taken yet included (the
+ * stats' `unacked` counts only the taken ones). 0: everything broadcast so
+ * far is acknowledged. With the `acked` callback, a waiter that reads this
+ * after registering itself misses no moment it becomes 0. */
+uint64_t cc_node_unacked(const cc_node *node);
 
 /** Loop thread only (e.g. inside a callback, or through cc_loop_call). The
  * delivered clock: copies up to n entries and returns the width. */
