@@ -14,7 +14,8 @@ import Synchronization
 ///
 /// Back-pressure: the inbox holds `capacity` buffers, shared by queued messages, messages
 /// waiting for a predecessor, and the one in a callback. When none is free, `post` and
-/// `broadcast` throw `.full`; retry later or use `postWaiting(_:deadline:)`. Because
+/// `broadcast` throw `.full`; retry later or use `postWaiting(_:deadline:)`, which the loop
+/// wakes when a buffer comes back. Because
 /// waiting messages keep their buffers, size `capacity` for the largest gap a slow peer
 /// may open, or the message filling the gap cannot get in.
 ///
@@ -99,6 +100,9 @@ public final class CausalInbox: Sendable {
             context._withUnsafeGuaranteedRef { $0.finishClosing() }
             context.release()  // the retain taken at open
         }
+        callbacks.room = { ctx in
+            Unmanaged<InboxContext>.fromOpaque(ctx!)._withUnsafeGuaranteedRef { $0.room.signal() }
+        }
 
         var inbox: OpaquePointer?
         // The loop must not stop (and free itself) while cc_inbox_open uses it.
@@ -166,28 +170,27 @@ public final class CausalInbox: Sendable {
         }
     }
 
-    /// Posts `message`, retrying with a short, growing pause (50 µs up to 2 ms) while every
-    /// buffer is in use, until `deadline`. Any thread. Allocates only while it waits.
+    /// Posts `message`, waiting while every buffer is in use until `deadline`. The wait ends
+    /// when a buffer comes back (the C inbox's `room` callback resumes it), not on a timer;
+    /// only the deadline has one. Any thread. Allocates only while it waits.
     ///
     /// - Throws: `.full` when no buffer came free by `deadline` or the task was cancelled
-    ///   meanwhile; otherwise like `post(_:)`.
+    ///   meanwhile; otherwise like `post(_:)` (`.closed` when the inbox closes while it waits).
     public func postWaiting(_ message: CausalMessage, deadline: ContinuousClock.Instant)
         async throws(CausalDeliveryError)
     {
-        var pause = Duration.microseconds(50)
+        let room = context.room
         while true {
+            // Before the try: a `room` after it ends the wait at once (see LoopSignal).
+            let epoch = room.epoch
             do throws(CausalDeliveryError) {
                 try post(message)
                 return
             } catch let error where error.reason == .full {
-                let now = ContinuousClock.now
-                guard now < deadline, !Task.isCancelled else { throw error }
-                do {
-                    try await Task.sleep(until: min(now + pause, deadline), clock: .continuous)
-                } catch {
-                    throw CausalDeliveryError(.full, sender: message.sender, sequence: message.sequence)
+                switch await room.wait(after: epoch, until: deadline) {
+                case .signalled, .closed: continue  // try again; a closed inbox throws .closed
+                case .timedOut, .cancelled: throw error
                 }
-                pause = min(pause * 2, .milliseconds(2))
             }
         }
     }
@@ -327,7 +330,7 @@ public final class CausalInbox: Sendable {
 /// `@unchecked Sendable`: `handle` is written once, before the inbox is shared and before
 /// the closed callback can run; `callbacks` are read and emptied on the loop thread only;
 /// `finalStatistics` is written on the loop thread before `Gate.closed` is set and read
-/// only by threads that saw that bit; `closing` is a mutex.
+/// only by threads that saw that bit; `closing` is a mutex, `room` Sendable.
 private final class InboxContext: @unchecked Sendable {
     struct Closing {
         var closed = false
@@ -336,6 +339,8 @@ private final class InboxContext: @unchecked Sendable {
 
     let gate = Gate()
     let closing = Mutex(Closing())
+    /// Signalled by the C `room` callback: buffers came back after an acquire found none.
+    let room = LoopSignal()
     var handle: OpaquePointer? = nil
     var finalStatistics = InboxStatistics()
     /// The callbacks, behind a pointer rather than in stored properties: read once per
@@ -388,6 +393,7 @@ private final class InboxContext: @unchecked Sendable {
         }
         gate.set(Gate.closing | Gate.closed)
         gate.drain()  // threads inside finish their (refused) calls before the memory goes
+        room.close()
         let waiters = closing.withLock { state in
             state.closed = true
             defer { state.waiters = [] }

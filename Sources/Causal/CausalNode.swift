@@ -24,7 +24,9 @@ import Synchronization
 /// changes come on `events`.
 ///
 /// Back-pressure: when `Options.sendWindow` broadcasts await acknowledgement, `broadcast`
-/// throws `.full`; `broadcast(_:emergency:kind:waitingUntil:)` waits for room instead.
+/// throws `.full`; `broadcast(_:emergency:kind:waitingUntil:)` waits for room instead, and
+/// `waitUntilAllAcknowledged(deadline:)` waits until nothing awaits acknowledgement. Both
+/// are woken by the C node when acknowledgements arrive; neither polls.
 ///
 /// Signals: libuv writes to sockets with `write(2)`, which raises SIGPIPE when a peer has
 /// reset the connection. The first node started sets SIGPIPE to be ignored if the process
@@ -136,6 +138,12 @@ public final class CausalNode: Sendable {
             context._withUnsafeGuaranteedRef { $0.finishClosing() }
             context.release()  // the retain taken at start
         }
+        callbacks.room = { ctx in
+            Unmanaged<NodeContext>.fromOpaque(ctx!)._withUnsafeGuaranteedRef { $0.room.signal() }
+        }
+        callbacks.acked = { ctx in
+            Unmanaged<NodeContext>.fromOpaque(ctx!)._withUnsafeGuaranteedRef { $0.acked.signal() }
+        }
 
         var node: OpaquePointer?
         // The loop must not stop (and free itself) while cc_node_start uses it.
@@ -235,29 +243,54 @@ public final class CausalNode: Sendable {
         }
     }
 
-    /// Broadcasts `payload`, waiting with a short, growing pause (50 µs up to 2 ms) while
-    /// the send window is full, until `deadline`. Any thread.
+    /// Broadcasts `payload`, waiting while the send window is full until `deadline`. The
+    /// wait ends when acknowledgements make room (the C node's `room` callback resumes it),
+    /// not on a timer; only the deadline has one. Any thread; allocates only while it waits.
     ///
     /// - Throws: `.full` when no room came free by `deadline` or the task was cancelled
-    ///   meanwhile; otherwise like `broadcast(_:emergency:kind:)`.
+    ///   meanwhile; otherwise like `broadcast(_:emergency:kind:)` (`.closed` when the node
+    ///   closes while it waits).
     public func broadcast(
         _ payload: some Collection<UInt8>, emergency: EmergencyLevel = .low, kind: UInt32 = 0,
         waitingUntil deadline: ContinuousClock.Instant
     ) async throws(CausalNodeError) {
-        var pause = Duration.microseconds(50)
+        let room = context.room
         while true {
+            // Before the try: a `room` after it ends the wait at once (see LoopSignal).
+            let epoch = room.epoch
             do throws(CausalNodeError) {
                 try broadcast(payload, emergency: emergency, kind: kind)
                 return
             } catch let error where error.reason == .full {
-                let now = ContinuousClock.now
-                guard now < deadline, !Task.isCancelled else { throw error }
-                do {
-                    try await Task.sleep(until: min(now + pause, deadline), clock: .continuous)
-                } catch {
-                    throw CausalNodeError(.full)
+                switch await room.wait(after: epoch, until: deadline) {
+                case .signalled, .closed: continue  // try again; a closed node throws .closed
+                case .timedOut, .cancelled: throw error
                 }
-                pause = min(pause * 2, .milliseconds(2))
+            }
+        }
+    }
+
+    /// Waits until every broadcast this node made so far has been acknowledged by every peer
+    /// (with a state folder: also handed over here and written), or until `deadline`. For a
+    /// drain before `close()`. Woken by the C node's `acked` callback when its log empties,
+    /// not by a timer; only the deadline has one. Any thread; allocates only while it waits.
+    ///
+    /// Broadcasts made while it waits count too, so a sender that never pauses keeps it
+    /// waiting until the deadline.
+    ///
+    /// - Returns: true when nothing awaits acknowledgement; false at the deadline, when the
+    ///   task was cancelled, or when the node closed with broadcasts unacknowledged (with a
+    ///   state folder they are kept and resent after a restart).
+    @discardableResult
+    public func waitUntilAllAcknowledged(deadline: ContinuousClock.Instant) async -> Bool {
+        let context = self.context
+        while true {
+            let epoch = context.acked.epoch  // before the look: see LoopSignal
+            if context.unacked() == 0 { return true }
+            switch await context.acked.wait(after: epoch, until: deadline) {
+            case .signalled: continue
+            case .closed: return context.unacked() == 0
+            case .timedOut, .cancelled: return false
             }
         }
     }
@@ -376,9 +409,9 @@ public final class CausalNode: Sendable {
     /// `.closed`, and `onDeliver` is released. A node that owns its loop shuts it down
     /// too. Any thread but the loop's; calling it again is harmless.
     ///
-    /// Broadcasts that peers have not acknowledged are not waited for: wait until
-    /// `statistics.unacked` is 0 first when that matters (with a state folder they are
-    /// kept and resent after a restart).
+    /// Broadcasts that peers have not acknowledged are not waited for: call
+    /// `waitUntilAllAcknowledged(deadline:)` first when that matters (with a state folder
+    /// they are kept and resent after a restart).
     public func close() async {
         requestClose()
         let context = self.context
@@ -429,8 +462,9 @@ private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CCha
 ///
 /// `@unchecked Sendable`: `handle` is written once, before the node is shared and before the
 /// closed callback can run; `callbacks` are read and emptied on the loop thread only;
-/// `finalStatistics` and `finalClock` are written on the loop thread before `Gate.closed`
-/// is set and read only by threads that saw that bit; `closing` is a mutex, `port` atomic.
+/// `finalStatistics`, `finalClock` and `finalUnacked` are written on the loop thread before
+/// `Gate.closed` is set and read only by threads that saw that bit; `closing` is a mutex,
+/// `port` atomic, the signals are Sendable.
 private final class NodeContext: @unchecked Sendable {
     struct Closing {
         var closed = false
@@ -440,9 +474,14 @@ private final class NodeContext: @unchecked Sendable {
     let gate = Gate()
     let closing = Mutex(Closing())
     let port = Atomic<Int>(0)
+    /// Signalled by the C `room` callback: the send window has room again.
+    let room = LoopSignal()
+    /// Signalled by the C `acked` callback: every broadcast taken is acknowledged.
+    let acked = LoopSignal()
     var handle: OpaquePointer? = nil
     var finalStatistics = NodeStatistics()
     var finalClock: VectorClock
+    var finalUnacked: UInt64 = 0
     /// Behind pointers rather than in stored properties: read once per message on the
     /// loop thread, where a class property would pay a dynamic exclusivity check each time.
     /// Emptied at close to break cycles through the handler's captures. The handler has a
@@ -505,6 +544,14 @@ private final class NodeContext: @unchecked Sendable {
         events.yield(event)
     }
 
+    /// Own broadcasts not yet acknowledged by every peer (`cc_node_unacked`), those on their
+    /// way into the log included; after the close, as many as there were then. Any thread.
+    func unacked() -> UInt64 {
+        guard gate.enter(unless: Gate.closed) else { return finalUnacked }
+        defer { gate.leave() }
+        return cc_node_unacked(handle)
+    }
+
     /// The delivered clock. Loop thread only, while the C node is open.
     func readClock() -> VectorClock {
         guard let handle else { return finalClock }
@@ -526,9 +573,12 @@ private final class NodeContext: @unchecked Sendable {
             cc_node_stats_get(handle, &stats)
             finalStatistics = NodeStatistics(stats)
             finalClock = readClock()
+            finalUnacked = cc_node_unacked(handle)
         }
         gate.set(Gate.closing | Gate.closed)
         gate.drain()  // threads inside finish their (refused) calls before the memory goes
+        room.close()
+        acked.close()
         callbacks.pointee.deliveries?.finish()
         callbacks.pointee.events?.finish()
         let waiters = closing.withLock { state in

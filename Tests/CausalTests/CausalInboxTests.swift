@@ -304,6 +304,41 @@ struct CausalInboxTests {
         #expect(delivered.map(\.sequence) == [1, 2, 3, 4, 5])
         await inbox.close()
     }
+
+    @Test("postWaiting ends at once when cancelled, and when the inbox closes", .timeLimit(.minutes(1)))
+    func waitingEnds() async throws {
+        let loop = try CausalLoop()
+        defer { loop.shutdown() }
+        let observed = try ObservedInbox(loop: loop, width: 1, capacity: 2)
+        let inbox = observed.inbox
+        let started = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        try loop.execute {
+            started.signal()
+            release.wait()
+        }
+        started.wait()  // the loop thread is held: nothing goes back to the pool
+        for sequence in 1...2 { try inbox.post(CausalMessage(sender: 0, clock: [UInt64(sequence)])) }
+        let third = CausalMessage(sender: 0, clock: [3])
+        let start = ContinuousClock.now
+        let deadline = start + .seconds(30)
+
+        let cancelled = Task { try await inbox.postWaiting(third, deadline: deadline) }
+        cancelled.cancel()
+        await #expect(throws: CausalDeliveryError(.full, sender: 0, sequence: 3)) { try await cancelled.value }
+
+        let waiting = Task { try await inbox.postWaiting(third, deadline: deadline) }
+        let closing = Task { await inbox.close() }
+        release.signal()
+        await closing.value
+        // Either it got a buffer before the close began, or the close ended its wait.
+        do {
+            try await waiting.value
+        } catch {
+            #expect((error as? CausalDeliveryError)?.reason == .closed)
+        }
+        #expect(ContinuousClock.now - start < .seconds(20))
+    }
 }
 
 extension InboxStatistics {
