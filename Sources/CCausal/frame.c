@@ -1,10 +1,9 @@
 /* The wire frame codec (see cc_frame.h for the layout).
  *
- * Every multi-byte field is read and written byte by byte in little-endian
- * order, so the codec is independent of the host's byte order and never
- * dereferences an unaligned pointer; compilers fold these loops into single
- * loads and stores. Only the bulk copy of a dense clock on a little-endian
- * host takes a memcpy shortcut.
+ * Every multi-byte field is read and written in little-endian order
+ * through wire.h, so the codec is independent of the host's byte order and
+ * never dereferences an unaligned pointer. Only the bulk copy of a dense
+ * clock on a little-endian host takes a memcpy shortcut.
  *
  * Size arithmetic is done in uint64_t from uint32_t inputs, where it cannot
  * overflow, and compared against bounds before anything narrower sees it. */
@@ -13,6 +12,7 @@
 #include <string.h>
 
 #include "cc_error.h"
+#include "wire.h"
 
 #define LENGTH_MIN (CC_FRAME_HEADER_SIZE - 4) /* the header after the length field */
 #define DENSE_ENTRY 8u
@@ -22,33 +22,6 @@
 
 _Static_assert(CC_FRAME_HEADER_SIZE == 32, "the header layout in cc_frame.h is 32 bytes");
 _Static_assert(CC_FRAME_TYPE_MAX <= 255, "the type is one byte on the wire");
-
-#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
-    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define HOST_IS_LE 1
-#else
-#define HOST_IS_LE 0
-#endif
-
-static inline uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t rd64(const uint8_t *p) {
-    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void wr64(uint8_t *p, uint64_t v) {
-    wr32(p, (uint32_t)v);
-    wr32(p + 4, (uint32_t)(v >> 32));
-}
 
 static inline int level_ok(unsigned type, unsigned level) {
     if (type == CC_FRAME_MESSAGE) return level >= LEVEL_MIN && level <= LEVEL_MAX;
@@ -67,7 +40,7 @@ size_t cc_frame_size(unsigned flags, size_t entries, size_t payload_len) {
 
 size_t cc_frame_needed(const uint8_t *buf, size_t len) {
     if (buf == NULL || len < 4) return 4;
-    uint64_t total = (uint64_t)rd32(buf) + 4;
+    uint64_t total = (uint64_t)wire_rd32(buf) + 4;
     /* Only a 32-bit size_t can fail to hold 0xFFFFFFFF + 4; no buffer that
      * large exists there, so saturate. */
     return total > SIZE_MAX ? SIZE_MAX : (size_t)total;
@@ -80,14 +53,14 @@ int64_t cc_frame_parse(const uint8_t *buf, size_t len, size_t max_frame, cc_fram
     /* Judge the size before waiting for the body: a reader must not buffer
      * up to 4 GiB for a frame it will reject anyway. cc_frame.size is 32
      * bits, so a frame longer than that is too big whatever max_frame says. */
-    uint32_t length = rd32(buf);
+    uint32_t length = wire_rd32(buf);
     uint64_t total = (uint64_t)length + 4;
     if (total > (uint64_t)max_frame || total > UINT32_MAX) return CC_ETOOBIG;
     if ((uint64_t)len < total) return CC_ETRUNCATED;
     if (length < LENGTH_MIN) return CC_ELENGTH;
 
     uint8_t version = buf[4], type = buf[5], level = buf[6], flags = buf[7];
-    uint32_t sender = rd32(buf + 8), width = rd32(buf + 12), entries = rd32(buf + 16);
+    uint32_t sender = wire_rd32(buf + 8), width = wire_rd32(buf + 12), entries = wire_rd32(buf + 16);
     if (version != CC_FRAME_VERSION) return CC_EVERSION;
     if (type == 0 || type > CC_FRAME_TYPE_MAX) return CC_ETYPE;
     if (flags & ~CC_FRAME_FLAG_SPARSE) return CC_EFLAGS;
@@ -106,8 +79,8 @@ int64_t cc_frame_parse(const uint8_t *buf, size_t len, size_t max_frame, cc_fram
     out->sender = sender;
     out->width = width;
     out->entries = entries;
-    out->kind = rd32(buf + 20);
-    out->seq = rd64(buf + 24);
+    out->kind = wire_rd32(buf + 20);
+    out->seq = wire_rd64(buf + 24);
     out->clock = buf + CC_FRAME_HEADER_SIZE;
     out->payload = out->clock + clock_bytes;
     out->payload_len = (uint32_t)(length - LENGTH_MIN - clock_bytes);
@@ -121,10 +94,10 @@ int cc_frame_clock(const cc_frame *f, uint64_t *clock, size_t width) {
 
     if (!(f->flags & CC_FRAME_FLAG_SPARSE)) {
         if ((uint64_t)f->width != (uint64_t)width || f->entries != f->width) return CC_EWIDTH;
-        if (HOST_IS_LE) {
+        if (WIRE_LE) {
             if (width != 0) memcpy(clock, f->clock, width * sizeof *clock);
         } else {
-            for (size_t k = 0; k < width; k++) clock[k] = rd64(f->clock + k * DENSE_ENTRY);
+            for (size_t k = 0; k < width; k++) clock[k] = wire_rd64(f->clock + k * DENSE_ENTRY);
         }
         return CC_OK;
     }
@@ -135,13 +108,13 @@ int cc_frame_clock(const cc_frame *f, uint64_t *clock, size_t width) {
      * order, is a malformed sparse clock. */
     const uint8_t *e = f->clock;
     for (uint32_t i = 0; i < f->entries; i++, e += SPARSE_ENTRY) {
-        uint32_t slot = rd32(e);
+        uint32_t slot = wire_rd32(e);
         if ((uint64_t)slot >= (uint64_t)width) return CC_EWIDTH;
         if (slot >= f->width) return CC_ESPARSE;
-        if (i > 0 && slot <= rd32(e - SPARSE_ENTRY)) return CC_ESPARSE;
+        if (i > 0 && slot <= wire_rd32(e - SPARSE_ENTRY)) return CC_ESPARSE;
     }
     e = f->clock;
-    for (uint32_t i = 0; i < f->entries; i++, e += SPARSE_ENTRY) clock[rd32(e)] = rd64(e + 4);
+    for (uint32_t i = 0; i < f->entries; i++, e += SPARSE_ENTRY) clock[wire_rd32(e)] = wire_rd64(e + 4);
     return CC_OK;
 }
 
@@ -168,30 +141,30 @@ int64_t cc_frame_encode(uint8_t *buf, size_t cap, const cc_frame *h, const uint6
     if (size > cap) return CC_EFULL;
 
     /* buf must not overlap clock, base or payload. */
-    wr32(buf, (uint32_t)(size - 4));
+    wire_wr32(buf, (uint32_t)(size - 4));
     buf[4] = CC_FRAME_VERSION;
     buf[5] = h->type;
     buf[6] = h->level;
     buf[7] = (uint8_t)flags;
-    wr32(buf + 8, h->sender);
-    wr32(buf + 12, (uint32_t)width);
-    wr32(buf + 16, (uint32_t)entries);
-    wr32(buf + 20, h->kind);
-    wr64(buf + 24, h->seq);
+    wire_wr32(buf + 8, h->sender);
+    wire_wr32(buf + 12, (uint32_t)width);
+    wire_wr32(buf + 16, (uint32_t)entries);
+    wire_wr32(buf + 20, h->kind);
+    wire_wr64(buf + 24, h->seq);
 
     uint8_t *p = buf + CC_FRAME_HEADER_SIZE;
     if (base == NULL) {
-        if (HOST_IS_LE) {
+        if (WIRE_LE) {
             if (width != 0) memcpy(p, clock, width * sizeof *clock);
         } else {
-            for (size_t k = 0; k < width; k++) wr64(p + k * DENSE_ENTRY, clock[k]);
+            for (size_t k = 0; k < width; k++) wire_wr64(p + k * DENSE_ENTRY, clock[k]);
         }
         p += width * DENSE_ENTRY;
     } else {
         for (size_t k = 0; k < width; k++) {
             if (clock[k] == base[k]) continue;
-            wr32(p, (uint32_t)k);
-            wr64(p + 4, clock[k]);
+            wire_wr32(p, (uint32_t)k);
+            wire_wr64(p + 4, clock[k]);
             p += SPARSE_ENTRY;
         }
     }

@@ -269,7 +269,7 @@ size_t cc__node_members_payload(cc_node *n, uint8_t *out, size_t cap) {
         if (out) {
             if (len + 7 + hl > cap)
                 return 0;
-            node_wr32(out + len, s);
+            wire_wr32(out + len, s);
             out[len + 4] = (uint8_t)port, out[len + 5] = (uint8_t)(port >> 8);
             out[len + 6] = (uint8_t)hl;
             memcpy(out + len + 7, host, hl);
@@ -300,7 +300,7 @@ int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len) 
     while (off < len) {
         if (len - off < 7)
             return CC_ELENGTH;
-        uint32_t slot = node_rd32(p + off);
+        uint32_t slot = wire_rd32(p + off);
         uint16_t port = (uint16_t)(p[off + 4] | p[off + 5] << 8);
         size_t hl = p[off + 6];
         if (len - off - 7 < hl || hl >= CC_NODE_HOST_MAX)
@@ -592,7 +592,7 @@ void cc__node_replay_next(cc_node *n) {
             continue;
         }
         const uint8_t *f = e->ck->data + e->off;
-        uint32_t w = node_rd32(f + 12);
+        uint32_t w = wire_rd32(f + 12);
         if (w > n->replay_width) {
             /* After a restart only, with no replayed message in the engine. */
             uint64_t *c = realloc(n->replay_clock, (size_t)w * sizeof *c);
@@ -606,7 +606,7 @@ void cc__node_replay_next(cc_node *n) {
         r->head.width = w;
         r->head.sender = n->cfg.self;
         r->head.level = f[6];
-        r->kind = node_rd32(f + 20);
+        r->kind = wire_rd32(f + 20);
         r->length = (uint32_t)(e->len - CC_FRAME_HEADER_SIZE - (size_t)w * 8);
         r->payload = f + CC_FRAME_HEADER_SIZE + (size_t)w * 8;
         /* The head of our slot (seq == local + 1) in an engine with room
@@ -698,7 +698,7 @@ size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avai
     size_t off = 0;
     while (avail - off >= CC_FRAME_HEADER_SIZE) {
         const uint8_t *f = p + off;
-        uint32_t length = node_rd32(f);
+        uint32_t length = wire_rd32(f);
         uint64_t total = (uint64_t)length + 4;
         /* The frame NODE_AHEAD frames on, if they are of this one's size:
          * every line of a frame is read here (header, clock, the callback's
@@ -711,24 +711,24 @@ size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avai
                 __builtin_prefetch((const void *)at);
         }
         uint8_t level = f[6];
-        uint32_t width = node_rd32(f + 12);
+        uint32_t width = wire_rd32(f + 12);
         if (total > avail - off || total > max_frame || f[4] != CC_FRAME_VERSION || f[5] != CC_FRAME_MESSAGE ||
             level < CC_LEVEL_LOW || level > CC_LEVEL_CRITICAL || f[7] != 0 /* dense, no reserved flag */ ||
-            node_rd32(f + 8) != sender || sender >= width || width > n->width || node_rd32(f + 16) != width)
+            wire_rd32(f + 8) != sender || sender >= width || width > n->width || wire_rd32(f + 16) != width)
             break;
         uint64_t clock_bytes = (uint64_t)width * 8;
         if (length < CC_FRAME_HEADER_SIZE - 4 || clock_bytes > (uint64_t)length - (CC_FRAME_HEADER_SIZE - 4))
             break;
         const uint64_t *clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, width, n->scratch_clock);
         uint64_t seq = clock[sender];
-        if (seq != node_rd64(f + 24) || seq != n->engine.local[sender] + 1)
+        if (seq != wire_rd64(f + 24) || seq != n->engine.local[sender] + 1)
             break;
         cc_msg head = {.clock = clock, .width = width, .sender = sender, .level = level};
         if (!cc_delivery_take(&n->engine, &head))
             break;
         cc_node_message m = {.sender = sender,
                              .level = level,
-                             .kind = node_rd32(f + 20),
+                             .kind = wire_rd32(f + 20),
                              .clock = clock,
                              .width = width,
                              .payload = f + CC_FRAME_HEADER_SIZE + clock_bytes,
@@ -854,9 +854,9 @@ static const uint64_t *replaying_clock(cc_node *n, uint64_t seq) {
     const log_entry *prev = node_log(n, seq - 1);
     if (seq - 1 >= n->log_lo && seq - 1 <= n->log_hi && prev->len) {
         const uint8_t *f = prev->ck->data + prev->off;
-        uint32_t w = node_rd32(f + 12);
+        uint32_t w = wire_rd32(f + 12);
         for (uint32_t k = 0; k < w && k < n->width; k++) {
-            uint64_t v = node_rd64(f + CC_FRAME_HEADER_SIZE + (size_t)k * 8);
+            uint64_t v = wire_rd64(f + CC_FRAME_HEADER_SIZE + (size_t)k * 8);
             if (v > c[k])
                 c[k] = v;
         }
@@ -904,21 +904,21 @@ static uint64_t stamp(cc_node *n, node_bcast *b) {
          * address may lie past the chunk. */
         for (size_t at = NODE_AHEAD * size; at < (NODE_AHEAD + 1) * size; at += 64)
             __builtin_prefetch((const void *)((uintptr_t)p + at), 1);
-        node_wr32(p, (uint32_t)(size - 4));
+        wire_wr32(p, (uint32_t)(size - 4));
         p[4] = CC_FRAME_VERSION;
         p[5] = CC_FRAME_MESSAGE;
         p[6] = level;
         p[7] = 0; /* flags: dense */
-        node_wr32(p + 8, self);
-        node_wr32(p + 12, width);
-        node_wr32(p + 16, width); /* entries */
-        node_wr32(p + 20, kind);
-        node_wr64(p + 24, seq);
-#if NODE_LE
+        wire_wr32(p + 8, self);
+        wire_wr32(p + 12, width);
+        wire_wr32(p + 16, width); /* entries */
+        wire_wr32(p + 20, kind);
+        wire_wr64(p + 24, seq);
+#if WIRE_LE
         memcpy(p + CC_FRAME_HEADER_SIZE, local, clock_bytes);
 #else
         for (uint32_t k = 0; k < width; k++)
-            node_wr64(p + CC_FRAME_HEADER_SIZE + (size_t)k * 8, local[k]);
+            wire_wr64(p + CC_FRAME_HEADER_SIZE + (size_t)k * 8, local[k]);
 #endif
         if (length)
             memcpy(p + CC_FRAME_HEADER_SIZE + clock_bytes, payload, length);
@@ -939,7 +939,7 @@ static void deliver_own(cc_node *n, uint64_t seq) {
         /* The frame stays in the log at least until this returns: entries go
          * only when acknowledged, never inside a deliver callback. */
         const uint8_t *f = e->ck->data + e->off;
-        uint32_t w = node_rd32(f + 12);
+        uint32_t w = wire_rd32(f + 12);
         own.head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->sendclock);
         own.head.width = w;
         own.payload = f + CC_FRAME_HEADER_SIZE + (size_t)w * 8;

@@ -14,6 +14,7 @@
 #include "cc_delivery.h"
 #include "cc_node.h"
 #include "cc_queue.h"
+#include "wire.h"
 
 #define NODE_NONCE 32                        /* HELLO challenge, bytes */
 #define NODE_MAC 32                          /* crypto_auth_BYTES */
@@ -357,46 +358,6 @@ static inline void node_set(_Atomic uint64_t *c, uint64_t v) {
     atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define NODE_LE 1
-#else
-#define NODE_LE 0
-#endif
-
-/* Little-endian fields of the wire format. One load or store each: memcpy
- * of a fixed size compiles to a single move, whereas byte-wise code through
- * a uint8_t pointer (which may alias anything) keeps the compiler from
- * merging the bytes, and cost several instructions per field on the
- * per-message paths. */
-static inline void node_wr32(uint8_t *p, uint32_t v) {
-#if !NODE_LE
-    v = __builtin_bswap32(v);
-#endif
-    memcpy(p, &v, 4);
-}
-static inline void node_wr64(uint8_t *p, uint64_t v) {
-#if !NODE_LE
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
-static inline uint32_t node_rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-#if !NODE_LE
-    v = __builtin_bswap32(v);
-#endif
-    return v;
-}
-static inline uint64_t node_rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if !NODE_LE
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 /* A frame's dense clock as an array: in place when the host is little-endian
  * and the bytes are aligned for uint64_t (back-to-back frames whose sizes are
  * multiples of 8, as a 64-byte payload makes them, all are), else decoded into
@@ -404,10 +365,10 @@ static inline uint64_t node_rd64(const uint8_t *p) {
  * long as the frame (the read buffer until the message is delivered or
  * copied, or the log entry). */
 static inline const uint64_t *node_clock_of(const uint8_t *p, uint32_t w, uint64_t *scratch) {
-    if (NODE_LE && ((uintptr_t)p & (_Alignof(uint64_t) - 1)) == 0)
+    if (WIRE_LE && ((uintptr_t)p & (_Alignof(uint64_t) - 1)) == 0)
         return (const uint64_t *)(const void *)p;
     for (uint32_t k = 0; k < w; k++)
-        scratch[k] = node_rd64(p + (size_t)k * 8);
+        scratch[k] = wire_rd64(p + (size_t)k * 8);
     return scratch;
 }
 

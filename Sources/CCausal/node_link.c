@@ -339,8 +339,8 @@ static void auth_input(uint8_t *out, uint32_t own, uint32_t peer, const uint8_t 
                        const uint8_t *peer_nonce) {
     size_t l = sizeof AUTH_LABEL - 1;
     memcpy(out, AUTH_LABEL, l);
-    node_wr32(out + l, own);
-    node_wr32(out + l + 4, peer);
+    wire_wr32(out + l, own);
+    wire_wr32(out + l + 4, peer);
     memcpy(out + l + 8, own_nonce, NODE_NONCE);
     memcpy(out + l + 8 + NODE_NONCE, peer_nonce, NODE_NONCE);
 }
@@ -349,8 +349,8 @@ static void send_hello(node_conn *c) {
     cc_node *n = c->node;
     uint8_t p[NODE_HELLO_SIZE];
     memcpy(p, c->nonce, NODE_NONCE);
-    node_wr64(p + NODE_NONCE, cc__node_has(n, c->slot));
-    node_wr64(p + NODE_NONCE + 8, n->log_lo);
+    wire_wr64(p + NODE_NONCE, cc__node_has(n, c->slot));
+    wire_wr64(p + NODE_NONCE + 8, n->log_lo);
     cc__link_ctl_frame(c, CC_FRAME_HELLO, 0, p, sizeof p);
 }
 
@@ -383,8 +383,8 @@ static int on_hello(node_conn *c, const cc_frame *f) {
     c->slot = slot;
     c->peer = n->peers[slot];
     memcpy(c->peer_nonce, f->payload, NODE_NONCE);
-    c->peer_has = node_rd64(f->payload + NODE_NONCE);
-    c->peer_log_lo = node_rd64(f->payload + NODE_NONCE + 8);
+    c->peer_has = wire_rd64(f->payload + NODE_NONCE);
+    c->peer_log_lo = wire_rd64(f->payload + NODE_NONCE + 8);
     c->peer_width = f->width; /* applied only once the peer has proven the key */
     c->got_hello = 1;
     if (!c->dialer)

@@ -110,14 +110,14 @@ static int write_state(cc_node *n) {
     uint8_t *buf = malloc(len); /* once per batch, and only with a state folder */
     if (!buf)
         return CC_ENOMEM;
-    node_wr32(buf, STATE_MAGIC);
-    node_wr32(buf + 4, STATE_VERSION);
-    node_wr32(buf + 8, n->cfg.self);
-    node_wr32(buf + 12, n->width);
-    node_wr64(buf + 16, n->log_hi);
-    node_wr64(buf + 24, n->log_lo);
+    wire_wr32(buf, STATE_MAGIC);
+    wire_wr32(buf + 4, STATE_VERSION);
+    wire_wr32(buf + 8, n->cfg.self);
+    wire_wr32(buf + 12, n->width);
+    wire_wr64(buf + 16, n->log_hi);
+    wire_wr64(buf + 24, n->log_lo);
     for (uint32_t k = 0; k < n->width; k++)
-        node_wr64(buf + STATE_HEAD + (size_t)k * 8, cc__node_handed(n, k));
+        wire_wr64(buf + STATE_HEAD + (size_t)k * 8, cc__node_handed(n, k));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ok = fd >= 0 && write_all(fd, buf, len);
     if (fd >= 0)
@@ -244,23 +244,23 @@ int cc__node_load_state(cc_node *n) {
     size_t len = 0;
     uint8_t *st = read_file(path, &len);
     if (st) {
-        if (len < STATE_HEAD || node_rd32(st) != STATE_MAGIC || node_rd32(st + 4) != STATE_VERSION ||
-            node_rd32(st + 8) != n->cfg.self || len != STATE_HEAD + (size_t)node_rd32(st + 12) * 8) {
+        if (len < STATE_HEAD || wire_rd32(st) != STATE_MAGIC || wire_rd32(st + 4) != STATE_VERSION ||
+            wire_rd32(st + 8) != n->cfg.self || len != STATE_HEAD + (size_t)wire_rd32(st + 12) * 8) {
             free(st);
             return CC_EINVAL; /* another member's folder, or not ours at all */
         }
-        uint32_t w = node_rd32(st + 12);
+        uint32_t w = wire_rd32(st + 12);
         int rc = cc__node_grow(n, w);
         if (rc != CC_OK) {
             free(st);
             return rc;
         }
-        seq = node_rd64(st + 16);
-        log_lo = node_rd64(st + 24);
+        seq = wire_rd64(st + 16);
+        log_lo = wire_rd64(st + 24);
         /* The engine is fresh (nothing pending, nobody waiting), so its
          * clock can simply be set. */
         for (uint32_t k = 0; k < w; k++)
-            n->engine.local[k] = node_rd64(st + STATE_HEAD + (size_t)k * 8);
+            n->engine.local[k] = wire_rd64(st + STATE_HEAD + (size_t)k * 8);
         free(st);
     }
 
