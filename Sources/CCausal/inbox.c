@@ -28,6 +28,7 @@
 #include "cc_error.h"
 #include "cc_pool.h"
 #include "cc_queue.h"
+#include "loop_internal.h"
 
 _Static_assert(offsetof(cc_inbox_msg, head) == 0, "a cc_msg from the engine is its cc_inbox_msg");
 _Static_assert(CC_CACHE_LINE % 2 == 0, "blocks must leave the low pointer bit free for the send tag");
@@ -269,12 +270,6 @@ static void on_async(uv_async_t *h) {
 
 /* ---- open ---------------------------------------------------------------- */
 
-typedef struct setup_call {
-    cc_inbox *in;
-    int rc;
-    uv_sem_t done;
-} setup_call;
-
 /* Held-back messages keep their buffers. If the engine could hold every
  * buffer, a pool full of messages waiting for a predecessor would leave no
  * buffer for that predecessor: keep a quarter of the pool out of its reach. */
@@ -283,19 +278,14 @@ static uint32_t default_pending(uint32_t capacity) {
     return pending ? pending : 1;
 }
 
-static int setup(cc_inbox *in) {
+static int setup(void *arg) {
+    cc_inbox *in = arg;
     if (uv_async_init(cc_loop_uv(in->loop), &in->async, on_async) != 0)
         return CC_ESYS;
     in->async.data = in;
     in->member.close = on_loop_stop;
     cc__loop_join(in->loop, &in->member);
     return CC_OK;
-}
-
-static void setup_on_loop(void *arg) {
-    setup_call *s = arg;
-    s->rc = setup(s->in);
-    uv_sem_post(&s->done);
 }
 
 static void destroy_unopened(cc_inbox *in) {
@@ -346,22 +336,10 @@ int cc_inbox_open(cc_loop *loop, const cc_inbox_config *config, const cc_inbox_c
     }
 
     /* The async handle belongs to the loop thread: set it up there. */
-    if (cc_loop_on_thread(loop)) {
-        rc = setup(in);
-    } else {
-        setup_call s = {.in = in, .rc = CC_ESYS};
-        if (uv_sem_init(&s.done, 0) != 0) {
-            destroy_unopened(in);
-            return CC_ESYS;
-        }
-        rc = cc_loop_call(loop, setup_on_loop, &s);
-        /* An accepted call always runs, even when the loop stops meanwhile. */
-        if (rc == CC_OK) {
-            uv_sem_wait(&s.done);
-            rc = s.rc;
-        }
-        uv_sem_destroy(&s.done);
-    }
+    int result = CC_ESYS;
+    rc = cc__loop_call_sync(loop, setup, in, &result);
+    if (rc == CC_OK)
+        rc = result;
     if (rc != CC_OK) {
         destroy_unopened(in);
         return rc;

@@ -7,7 +7,7 @@
  * queued, runs each member's close hook, closes its own async handle and lets
  * uv_run return once the last close callback has run. The stopping thread
  * joins it, checks uv_loop_close and frees everything. */
-#include "cc_loop.h"
+#include "loop_internal.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -223,4 +223,34 @@ void cc__loop_member_closed(cc_loop *loop, cc__loop_member *m) {
     m->prev->next = m->next;
     m->next->prev = m->prev;
     m->next = m->prev = m;
+}
+
+typedef struct sync_call {
+    int (*fn)(void *ctx);
+    void *ctx;
+    int result;
+    uv_sem_t done;
+} sync_call;
+
+static void run_sync_call(void *arg) {
+    sync_call *s = arg;
+    s->result = s->fn(s->ctx);
+    uv_sem_post(&s->done);
+}
+
+int cc__loop_call_sync(cc_loop *loop, int (*fn)(void *ctx), void *ctx, int *result) {
+    if (cc_loop_on_thread(loop)) {
+        *result = fn(ctx);
+        return CC_OK;
+    }
+    sync_call s = {.fn = fn, .ctx = ctx};
+    if (uv_sem_init(&s.done, 0) != 0)
+        return CC_ESYS;
+    int rc = cc_loop_call(loop, run_sync_call, &s);
+    if (rc == CC_OK) {
+        uv_sem_wait(&s.done); /* an accepted call always runs */
+        *result = s.result;
+    }
+    uv_sem_destroy(&s.done);
+    return rc;
 }

@@ -1198,13 +1198,8 @@ static void on_loop_stop(cc__loop_member *m) {
 
 /* ---- start --------------------------------------------------------------- */
 
-typedef struct setup_call {
-    cc_node *n;
-    int rc;
-    uv_sem_t done;
-} setup_call;
-
-static int setup(cc_node *n) {
+static int setup(void *arg) {
+    cc_node *n = arg;
     uv_loop_t *uv = cc_loop_uv(n->loop);
     if (uv_async_init(uv, &n->async, on_async) != 0)
         return CC_ESYS;
@@ -1246,12 +1241,6 @@ static int setup(cc_node *n) {
             cc__link_dial(n, n->peers[s]);
     }
     return CC_OK;
-}
-
-static void setup_on_loop(void *arg) {
-    setup_call *s = arg;
-    s->rc = setup(s->n);
-    uv_sem_post(&s->done);
 }
 
 int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_peer *peers, size_t npeers,
@@ -1406,28 +1395,15 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     }
     sync_stats(n);
 
-    if (cc_loop_on_thread(loop)) {
-        rc = setup(n);
-    } else {
-        setup_call s = {.n = n, .rc = CC_ESYS};
-        if (uv_sem_init(&s.done, 0) != 0) {
-            node_free(n);
-            return CC_ESYS;
-        }
-        rc = cc_loop_call(loop, setup_on_loop, &s);
-        if (rc == CC_OK) { /* an accepted call always runs */
-            uv_sem_wait(&s.done);
-            rc = s.rc;
-        } else {
-            node_free(n); /* never reached the loop */
-            uv_sem_destroy(&s.done);
-            return rc;
-        }
-        uv_sem_destroy(&s.done);
+    int result = CC_ESYS;
+    rc = cc__loop_call_sync(loop, setup, n, &result);
+    if (rc != CC_OK) {
+        node_free(n); /* never reached the loop */
+        return rc;
     }
     /* After a failed setup the node closes itself on the loop. */
-    if (rc != CC_OK)
-        return rc;
+    if (result != CC_OK)
+        return result;
     *out = n;
     return CC_OK;
 }

@@ -14,6 +14,7 @@
 #include "cc_delivery.h"
 #include "cc_node.h"
 #include "cc_queue.h"
+#include "loop_internal.h"
 #include "wire.h"
 
 #define NODE_NONCE 32                        /* HELLO challenge, bytes */

@@ -45,15 +45,6 @@ bool cc_loop_on_thread(const cc_loop *loop);
  * Use only on the loop thread. */
 void *cc_loop_uv(cc_loop *loop);
 
-/* Internal: things that live on a loop register a close hook so that
- * cc_loop_stop can close them. Loop thread only. */
-typedef struct cc__loop_member {
-    struct cc__loop_member *prev, *next;
-    void (*close)(struct cc__loop_member *self); /* must eventually call cc__loop_member_closed */
-} cc__loop_member;
-void cc__loop_join(cc_loop *loop, cc__loop_member *m);
-void cc__loop_member_closed(cc_loop *loop, cc__loop_member *m);
-
 #ifdef __cplusplus
 }
 #endif
