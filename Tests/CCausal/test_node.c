@@ -1239,8 +1239,14 @@ static int has_room(void *arg) {
     return ((tnode *)arg)->rooms > 0;
 }
 
-static int acked_once(void *arg) {
-    return ((tnode *)arg)->acks > 0;
+typedef struct acks_past {
+    tnode *t;
+    int acks;
+} acks_past;
+
+static int acked_again(void *arg) {
+    acks_past *a = arg;
+    return a->t->acks > a->acks;
 }
 
 static void test_room_and_acked(void) {
@@ -1266,18 +1272,20 @@ static void test_room_and_acked(void) {
     cc_node_config cb = base_config(0, 2);
     cc_node_peer pb = peer_at(1, cc_node_port(a.node));
     REQUIRE(start(&b, &cb, &pb, 1));
+    acks_past past = {.t = &a, .acks = 0};
     pthread_mutex_lock(&mu);
     CHECK(wait_for(has_room, &a, WAIT_S));
-    CHECK(wait_for(acked_once, &a, WAIT_S));
+    CHECK(wait_for(acked_again, &past, WAIT_S));
     CHECK_EQ(a.rooms, 1); /* two CC_EFULL, one call */
-    int acks = a.acks;
+    past.acks = a.acks;
     pthread_mutex_unlock(&mu);
     CHECK_EQ(cc_node_unacked(a.node), 0);
     CHECK_EQ(cc_node_broadcast(a.node, buf, payload(buf, 1, BP_WINDOW), CC_LEVEL_HIGH, 0), CC_OK);
-    group_wait one_more = {.t = &a, .count = 1};
-    CHECK(wait_acked(&one_more));
     pthread_mutex_lock(&mu);
-    CHECK(a.acks > acks);
+    CHECK(wait_for(acked_again, &past, WAIT_S));
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(cc_node_unacked(a.node), 0);
+    pthread_mutex_lock(&mu);
     CHECK_EQ(a.rooms, 1); /* the window was not full */
     CHECK_EQ(b.rooms, 0);
     CHECK_EQ(b.acks, 0); /* b never broadcast */
