@@ -67,7 +67,7 @@ typedef struct run {
     sem_t done;
 } run;
 
-static void on_deliver(void *ctx, const cc_node_message *m) {
+static void on_deliver(void *ctx, const cc_node_msg *m) {
     run *r = ctx;
     uint64_t local[MAX_WIDTH];
     size_t width = cc_node_clock(r->node, local, MAX_WIDTH);

@@ -547,7 +547,7 @@ unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, 
 /* ---- delivery ------------------------------------------------------------------ */
 
 static void deliver_one(cc_node *n, const rxmsg *r) {
-    cc_node_message m = {.sender = r->head.sender,
+    cc_node_msg m = {.sender = r->head.sender,
                          .level = r->head.level,
                          .kind = r->kind,
                          .clock = r->head.clock,
@@ -726,7 +726,7 @@ size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avai
         cc_msg head = {.clock = clock, .width = width, .sender = sender, .level = level};
         if (!cc_delivery_take(&n->engine, &head))
             break;
-        cc_node_message m = {.sender = sender,
+        cc_node_msg m = {.sender = sender,
                              .level = level,
                              .kind = wire_rd32(f + 20),
                              .clock = clock,

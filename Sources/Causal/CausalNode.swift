@@ -525,7 +525,7 @@ private final class NodeContext: @unchecked Sendable {
 
     /// Every delivery, on the loop thread. The handler is the hot path; the stream's code is
     /// kept out of line, so that this frame needs nothing of the stream's generic types.
-    func deliver(_ m: UnsafePointer<cc_node_message>) {
+    func deliver(_ m: UnsafePointer<cc_node_msg>) {
         if let box = handler.pointee {
             box._withUnsafeGuaranteedRef { $0.body(UnsafeNodeMessage(m)) }
         } else {
@@ -534,7 +534,7 @@ private final class NodeContext: @unchecked Sendable {
     }
 
     @inline(never)
-    private func yieldCopy(_ m: UnsafePointer<cc_node_message>) {
+    private func yieldCopy(_ m: UnsafePointer<cc_node_msg>) {
         callbacks.pointee.deliveries?.yield(UnsafeNodeMessage(m).copy())
     }
 

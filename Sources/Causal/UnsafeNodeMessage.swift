@@ -10,9 +10,9 @@ import CCausal
 ///
 /// Thread safety: the node's loop thread, inside the handler, only.
 public struct UnsafeNodeMessage: ~Copyable {
-    private let pointer: UnsafePointer<cc_node_message>
+    private let pointer: UnsafePointer<cc_node_msg>
 
-    init(_ pointer: UnsafePointer<cc_node_message>) {
+    init(_ pointer: UnsafePointer<cc_node_msg>) {
         self.pointer = pointer
     }
 

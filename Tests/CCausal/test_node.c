@@ -118,7 +118,7 @@ static int poll_for(int (*pred)(void *), void *arg, int seconds) {
 
 /* ---- callbacks -------------------------------------------------------------- */
 
-static void on_deliver(void *ctx, const cc_node_message *m) {
+static void on_deliver(void *ctx, const cc_node_msg *m) {
     tnode *t = ctx;
     pthread_mutex_lock(&mu);
     uint32_t s = m->sender;

@@ -158,7 +158,7 @@ typedef struct cc_node_config {
 } cc_node_config;
 
 /** A delivered message, valid only during the deliver callback. */
-typedef struct cc_node_message {
+typedef struct cc_node_msg {
     uint32_t sender;
     uint8_t level;
     uint32_t kind;
@@ -166,7 +166,7 @@ typedef struct cc_node_message {
     uint32_t width;
     const uint8_t *payload;
     uint32_t length;
-} cc_node_message;
+} cc_node_msg;
 
 typedef enum cc_node_event_kind {
     CC_NODE_PEER_UP = 1,       /* handshake done with `slot` */
@@ -206,7 +206,7 @@ typedef struct cc_node_event {
  * say); neither is called once the node has begun to close. */
 typedef struct cc_node_callbacks {
     void *ctx;
-    void (*deliver)(void *ctx, const cc_node_message *m); /* required; causal order */
+    void (*deliver)(void *ctx, const cc_node_msg *m); /* required; causal order */
     void (*event)(void *ctx, const cc_node_event *e);     /* optional */
     void (*closed)(void *ctx);                            /* optional; after it the node is freed */
     void (*room)(void *ctx);                              /* optional: the window has room again */
