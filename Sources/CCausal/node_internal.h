@@ -1,6 +1,6 @@
-/* Private to the node: the structures node.c (group logic: hand-off, log,
- * delivery, growth, state folder) and node_link.c (TCP: dialing, accepting,
- * framing, handshake, batched writes, timers) share. Not installed.
+/* Private to the node: the structures its parts share (node.c lists the
+ * files, one per part) and the functions they call across files. Not
+ * installed.
  *
  * Everything below the `stats` line of cc_node belongs to the loop thread. */
 #ifndef CC_NODE_INTERNAL_H
@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "cc_delivery.h"
+#include "cc_frame.h"
 #include "cc_node.h"
 #include "cc_queue.h"
 #include "loop_internal.h"
@@ -30,6 +31,7 @@
 #define NODE_HANDSHAKING_MAX 64   /* accepted connections in the handshake at once (the oldest goes) */
 #define NODE_HANDSHAKE_FRAME 256  /* largest frame before the key is proven (HELLO is 80 bytes, AUTH 64) */
 #define NODE_RX_CLASSES 24      /* held-back message blocks: 256 B << class */
+#define NODE_AHEAD 4 /* frames whose memory is prefetched ahead of the one being stamped or read */
 
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_CLOSING };
 
@@ -291,10 +293,23 @@ static inline log_entry *node_log(const cc_node *n, uint64_t seq) {
     return &n->log[seq & n->log_mask];
 }
 
-/* node.c, for node_link.c */
-void cc__node_emit(cc_node *n, cc_node_event_kind kind, uint32_t slot, int code, const char *reason,
-                   const char *address);
-int cc__node_grow(cc_node *n, uint32_t width);
+/* ---- the parts' functions, by file (loop thread unless said) ---- */
+
+/* node_life.c */
+int cc__node_setup(void *n); /* cc_node_start, on the loop: handles, listener, timer, dials */
+void cc__node_begin_close(cc_node *n);
+void cc__node_free(cc_node *n); /* a node that never started, or whose last handle closed */
+void cc__node_handle_closed(uv_handle_t *h);
+void cc__node_release(cc_node *n); /* a connection's handle has closed */
+
+/* node_handoff.c */
+void cc__node_on_async(uv_async_t *h);
+void cc__node_on_prepare(uv_prepare_t *h);
+/* Takes up to `budget` broadcasts and requests (failing the requests with
+ * CC_ECLOSED when `final`); adds the broadcasts to *sends. Returns the items taken. */
+size_t cc__node_process_queue(cc_node *n, size_t budget, int final, size_t *sends);
+
+/* node_log.c */
 void cc__node_trim(cc_node *n);
 /* Room for own frame e (len bytes) in a chunk; NULL: out of memory. */
 uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len);
@@ -308,26 +323,44 @@ node_bcast *cc__node_take_cell(cc_node *n); /* cc_node_start only: a cell for a 
  * Returns the new niov. */
 unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, unsigned niov, unsigned max,
                          size_t *bytes);
+
+/* node_deliver.c */
 int cc__node_on_message(cc_node *n, node_conn *c, const void *frame); /* NODE_FRAME_* */
 /* The run of in-order MESSAGEs at p (avail bytes) delivered at once: their bytes (0: none). */
 size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avail);
+void cc__node_drain(cc_node *n);
+void cc__node_deliver_own(cc_node *n, uint64_t seq); /* a broadcast just stamped */
+void cc__node_replay_next(cc_node *n); /* offers the next own broadcast to deliver again, or ends the run */
+void cc__node_skip_before(cc_node *n, uint32_t slot, uint64_t first); /* a joiner starts at a peer's log */
+
+/* node_members.c */
+void cc__node_emit(cc_node *n, cc_node_event_kind kind, uint32_t slot, int code, const char *reason,
+                   const char *address);
+int cc__node_valid_host(const char *host, uint16_t port); /* any thread */
+int cc__node_check_peer(const cc_node *n, const cc_node_peer *p); /* any thread: cc_node_add_peer's checks */
+int cc__node_add_peer(cc_node *n, const cc_node_peer *p, int announce, int configured);
+void cc__node_announce(cc_node *n); /* MEMBERS to every peer up */
+int cc__node_grow(cc_node *n, uint32_t width);
 int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len);
 size_t cc__node_members_payload(cc_node *n, uint8_t *out, size_t cap);
 void cc__node_peer_up(cc_node *n, node_conn *c);
-void cc__node_drain(cc_node *n);
-void cc__node_handle_closed(uv_handle_t *h);
-void cc__node_release(cc_node *n);    /* a connection's handle has closed */
+
+/* node_state.c */
 void cc__node_save_state(cc_node *n); /* before ACKs leave: what we acknowledge survives a restart */
 int cc__node_load_state(cc_node *n);
-void cc__node_replay_next(cc_node *n); /* offers the next own broadcast to deliver again, or ends the run */
 int cc__node_append_log(cc_node *n, uint64_t from, uint64_t to); /* own frames [from, to] before they leave */
 
-/* node_link.c */
+/* node_link.c, node_handshake.c, node_read.c, node_write.c */
 enum { NODE_FRAME_DONE = 0, NODE_FRAME_PAUSE = 1, NODE_FRAME_CLOSED = 2 };
 int cc__link_listen(cc_node *n);
 void cc__link_on_timer(uv_timer_t *t);
 void cc__link_dial(cc_node *n, node_peer *p);
 void cc__link_close(node_conn *c, int event, int code, const char *reason); /* event: 0 quiet, or a kind */
+void cc__link_start_reading(node_conn *c); /* connected or accepted: the handshake begins */
+void cc__link_send_hello(node_conn *c);
+int cc__link_on_hello(node_conn *c, const cc_frame *f); /* NODE_FRAME_* */
+int cc__link_on_auth(node_conn *c, const cc_frame *f);  /* NODE_FRAME_* */
+void cc__link_received(node_conn *c, size_t nread);     /* nread bytes landed in the read buffer */
 void cc__link_flush(node_conn *c);
 void cc__link_flush_all(cc_node *n);
 void cc__link_after_io(cc_node *n);
@@ -357,6 +390,26 @@ static inline void node_bump(_Atomic uint64_t *c, uint64_t v) {
 }
 static inline void node_set(_Atomic uint64_t *c, uint64_t v) {
     atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+static inline void node_sync_stats(cc_node *n) {
+    node_set(&n->stats.pending, n->engine.pending);
+    node_set(&n->stats.unacked, n->log_hi + 1 - n->log_lo);
+    atomic_store_explicit(&n->stats.width, n->width, memory_order_relaxed);
+}
+
+/* cc__node_reserve's common case, inline on the per-message path: room
+ * right after the frame before, in a chunk that holds frames. */
+static inline uint8_t *node_reserve(cc_node *n, log_entry *e, size_t len) {
+    node_chunk *ck = n->chunk;
+    if (!ck || ck->live == 0 || ck->cap - ck->used < len)
+        return cc__node_reserve(n, e, len);
+    e->ck = ck;
+    e->off = ck->used;
+    e->len = (uint32_t)len;
+    ck->used += (uint32_t)len;
+    ck->live++;
+    return ck->data + e->off;
 }
 
 /* A frame's dense clock as an array: in place when the host is little-endian
