@@ -100,25 +100,25 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
         return CC_ENOMEM;
     memset(n, 0, sizeof *n);
     atomic_init(&n->users, 0);
-    atomic_init(&n->ring_tail, 0);
-    atomic_init(&n->ring_released, 0);
-    atomic_init(&n->awake, 0);
-    atomic_init(&n->want_room, 0);
+    atomic_init(&n->ring.tail, 0);
+    atomic_init(&n->ring.released, 0);
+    atomic_init(&n->ring.awake, 0);
+    atomic_init(&n->ring.want_room, 0);
     atomic_init(&n->closed, 0);
-    atomic_init(&n->confirm_dirty, 0);
+    atomic_init(&n->confirm.dirty, 0);
     atomic_init(&n->port, 0);
-    n->state_fd_log = -1;
+    n->folder.log_fd = -1;
     n->loop = loop;
     n->cb = *callbacks;
     snprintf(n->listen_host, sizeof n->listen_host, "%s", cfg.listen_host);
     cfg.listen_host = n->listen_host;
     if (cfg.state_dir) {
-        n->state_dir = strdup(cfg.state_dir);
-        if (!n->state_dir) {
+        n->folder.dir = strdup(cfg.state_dir);
+        if (!n->folder.dir) {
             free(n);
             return CC_ENOMEM;
         }
-        cfg.state_dir = n->state_dir;
+        cfg.state_dir = n->folder.dir;
     }
     n->cfg = cfg;
     n->width = width;
@@ -130,22 +130,22 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     if (cfg.timeout_ms < tick)
         tick = cfg.timeout_ms;
     tick /= 4;
-    n->tick_ms = tick < 5 ? 5 : tick > 250 ? 250 : tick;
+    n->links.tick_ms = tick < 5 ? 5 : tick > 250 ? 250 : tick;
 
     size_t cells = 1;
     while (cells < cfg.send_window)
         cells <<= 1;
-    n->ring_mask = cells - 1;
+    n->ring.mask = cells - 1;
     /* Zeroed: no cell's seq says "published" for its first-lap position. */
-    n->ring = aligned_alloc(CC_CACHE_LINE, cells * NODE_BLOCK);
-    if (n->ring)
-        memset(n->ring, 0, cells * NODE_BLOCK);
-    int rc = n->ring ? CC_OK : CC_ENOMEM;
+    n->ring.cells = aligned_alloc(CC_CACHE_LINE, cells * NODE_BLOCK);
+    if (n->ring.cells)
+        memset(n->ring.cells, 0, cells * NODE_BLOCK);
+    int rc = n->ring.cells ? CC_OK : CC_ENOMEM;
     if (rc == CC_OK)
         rc = cc_queue_init(&n->queue, 64); /* requests; more at once wait their turn (push_req) */
     if (rc != CC_OK) {
-        free(n->ring);
-        free(n->state_dir);
+        free(n->ring.cells);
+        free(n->folder.dir);
         free(n);
         return rc;
     }
@@ -153,33 +153,33 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
      * so the engine's per-sender look-ahead is the same window. */
     rc = cc_delivery_init(&n->engine, width, cfg.send_window, cfg.pending);
     n->peers = calloc(width, sizeof *n->peers);
-    n->sendclock = calloc(width, sizeof *n->sendclock);
-    n->scratch_clock = calloc(width, sizeof *n->scratch_clock);
-    n->clock_room = width;
-    n->log_mask = cells - 1; /* as many entries as ring cells: indexed by a mask */
-    n->log = calloc(cells, sizeof *n->log);
+    n->clocks.send = calloc(width, sizeof *n->clocks.send);
+    n->clocks.scratch = calloc(width, sizeof *n->clocks.scratch);
+    n->clocks.room = width;
+    n->log.mask = cells - 1; /* as many entries as ring cells: indexed by a mask */
+    n->log.entries = calloc(cells, sizeof *n->log.entries);
     /* Address space only: pages are touched by payloads larger than NODE_INLINE. */
     if (cfg.max_payload > NODE_INLINE)
-        n->big = malloc(cells * cfg.max_payload);
+        n->ring.big = malloc(cells * cfg.max_payload);
     if (cfg.state_dir)
-        n->durable = calloc(width, sizeof *n->durable);
-    if (rc == CC_OK && cfg.state_dir && !n->durable)
+        n->folder.durable = calloc(width, sizeof *n->folder.durable);
+    if (rc == CC_OK && cfg.state_dir && !n->folder.durable)
         rc = CC_ENOMEM;
     if (rc == CC_OK && cfg.state_dir && cfg.confirm) {
-        n->handed = calloc(width, sizeof *n->handed);
-        n->confirmed = calloc(width, sizeof *n->confirmed);
-        if (!n->handed || !n->confirmed || uv_mutex_init(&n->confirm_lock) != 0) {
-            free(n->confirmed); /* node_free destroys the lock only with the array */
-            n->confirmed = NULL;
-            rc = !n->handed || !n->confirmed ? CC_ENOMEM : CC_ESYS;
+        n->handed.clock = calloc(width, sizeof *n->handed.clock);
+        n->confirm.clock = calloc(width, sizeof *n->confirm.clock);
+        if (!n->handed.clock || !n->confirm.clock || uv_mutex_init(&n->confirm.lock) != 0) {
+            free(n->confirm.clock); /* node_free destroys the lock only with the array */
+            n->confirm.clock = NULL;
+            rc = !n->handed.clock || !n->confirm.clock ? CC_ENOMEM : CC_ESYS;
         }
-        n->confirmed_width = width;
+        n->confirm.width = width;
     }
-    if (rc == CC_OK && (!n->peers || !n->sendclock || !n->scratch_clock || !n->log ||
-                        (cfg.max_payload > NODE_INLINE && !n->big)))
+    if (rc == CC_OK && (!n->peers || !n->clocks.send || !n->clocks.scratch || !n->log.entries ||
+                        (cfg.max_payload > NODE_INLINE && !n->ring.big)))
         rc = CC_ENOMEM;
-    n->log_lo = 1;
-    n->log_hi = 0;
+    n->log.lo = 1;
+    n->log.hi = 0;
     for (size_t i = 0; rc == CC_OK && i < npeers; i++)
         rc = cc__node_add_peer(n, &peers[i], 0, 1);
     if (rc == CC_OK)
@@ -239,17 +239,17 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
     if (!atomic_load(&n->closed)) {
-        uint64_t pos = atomic_load_explicit(&n->ring_tail, memory_order_relaxed);
+        uint64_t pos = atomic_load_explicit(&n->ring.tail, memory_order_relaxed);
         for (;;) {
             /* Acquire: pairs with cc__node_publish_released; the loop is done
              * with the cell's previous broadcast. A stale count only makes
              * the window look fuller than it is. */
-            if (pos - atomic_load_explicit(&n->ring_released, memory_order_acquire) >= n->cfg.send_window) {
+            if (pos - atomic_load_explicit(&n->ring.released, memory_order_acquire) >= n->cfg.send_window) {
                 /* Full: ask the loop for `room`, then look again (Dekker's
                  * pattern with notify_released: either this load sees a
                  * release, or the loop sees the request). */
-                atomic_store_explicit(&n->want_room, 1, memory_order_seq_cst);
-                if (pos - atomic_load_explicit(&n->ring_released, memory_order_seq_cst) >= n->cfg.send_window) {
+                atomic_store_explicit(&n->ring.want_room, 1, memory_order_seq_cst);
+                if (pos - atomic_load_explicit(&n->ring.released, memory_order_seq_cst) >= n->cfg.send_window) {
                     rc = CC_EFULL; /* send_window broadcasts not yet acknowledged by everyone */
                     break;
                 }
@@ -257,7 +257,7 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
             }
             /* The compare-and-swap only elects this producer for pos: the
              * cell's data is published by its seq below. */
-            if (atomic_compare_exchange_weak_explicit(&n->ring_tail, &pos, pos + 1, memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&n->ring.tail, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 node_bcast *b = node_cell(n, pos);
                 b->length = (uint32_t)length;
@@ -273,7 +273,7 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
                  * and a wake-up there per batch. (One exchange: on x86 a
                  * plain store and a fence would cost more.) */
                 atomic_exchange_explicit(&b->seq, pos + 1, memory_order_seq_cst);
-                if (!atomic_load_explicit(&n->awake, memory_order_seq_cst))
+                if (!atomic_load_explicit(&n->ring.awake, memory_order_seq_cst))
                     uv_async_send(&n->async); /* coalesces while one is pending */
                 rc = CC_OK;
                 break;
@@ -287,27 +287,27 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
 int cc_node_confirm(cc_node *n, const uint64_t *clock, size_t count) {
     if (!n || (count && !clock) || !n->cfg.confirm)
         return CC_EINVAL;
-    if (!n->confirmed)
+    if (!n->confirm.clock)
         return CC_OK; /* no state folder: nothing to write */
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
     if (!atomic_load(&n->closed)) {
         rc = CC_OK;
-        uv_mutex_lock(&n->confirm_lock);
-        uint64_t *c = n->confirmed;
-        size_t w = count < n->confirmed_width ? count : n->confirmed_width;
+        uv_mutex_lock(&n->confirm.lock);
+        uint64_t *c = n->confirm.clock;
+        size_t w = count < n->confirm.width ? count : n->confirm.width;
         for (size_t k = 0; k < w; k++) {
             if (clock[k] > c[k])
                 c[k] = clock[k];
         }
-        uv_mutex_unlock(&n->confirm_lock);
+        uv_mutex_unlock(&n->confirm.lock);
         for (size_t k = w; k < count && rc == CC_OK; k++) {
             if (clock[k])
                 rc = CC_EWIDTH; /* wider than anything delivered */
         }
         /* One wake-up per batch the loop takes: the exchange pairs with the
          * loop's in take_confirmed (node_state.c), which clears the flag before it reads. */
-        if (!atomic_exchange(&n->confirm_dirty, 1))
+        if (!atomic_exchange(&n->confirm.dirty, 1))
             uv_async_send(&n->async);
     }
     atomic_fetch_sub_explicit(&n->users, 1, memory_order_release);
@@ -337,7 +337,7 @@ int cc__node_drop_connections(cc_node *n) {
     if (cc_loop_on_thread(n->loop)) {
         if (n->closing)
             return CC_ECLOSED;
-        for (node_conn *c = n->conns; c; c = c->next)
+        for (node_conn *c = n->links.conns; c; c = c->next)
             cc__link_close(c, c->state == CONN_UP ? CC_NODE_PEER_DOWN : 0, CC_ECLOSED, "connection dropped");
         return CC_OK;
     }
@@ -372,8 +372,8 @@ uint64_t cc_node_unacked(const cc_node *cn) {
     /* The released count first: the tail read after it is at least as far
      * on (those cells were claimed before they were released), so the
      * difference never wraps. */
-    uint64_t released = atomic_load_explicit(&n->ring_released, memory_order_acquire);
-    return atomic_load_explicit(&n->ring_tail, memory_order_relaxed) - released;
+    uint64_t released = atomic_load_explicit(&n->ring.released, memory_order_acquire);
+    return atomic_load_explicit(&n->ring.tail, memory_order_relaxed) - released;
 }
 
 size_t cc_node_clock(const cc_node *n, uint64_t *out, size_t count) {

@@ -24,9 +24,9 @@ static rxmsg *rx_get(cc_node *n, uint32_t width, uint32_t length) {
         cls++;
     if (cls == NODE_RX_CLASSES)
         return NULL;
-    rxmsg *r = n->rx_free[cls];
+    rxmsg *r = n->rx.free[cls];
     if (r) {
-        n->rx_free[cls] = r->free;
+        n->rx.free[cls] = r->free;
         return r;
     }
     /* Warm-up only: a class grows to the most messages of that size held at
@@ -36,14 +36,14 @@ static rxmsg *rx_get(cc_node *n, uint32_t width, uint32_t length) {
         return NULL;
     r->cls = (uint8_t)cls;
     r->clock = (uint64_t *)(r + 1);
-    r->all = n->rx_all;
-    n->rx_all = r;
+    r->all = n->rx.all;
+    n->rx.all = r;
     return r;
 }
 
 static void rx_put(cc_node *n, rxmsg *r) {
-    r->free = n->rx_free[r->cls];
-    n->rx_free[r->cls] = r;
+    r->free = n->rx.free[r->cls];
+    n->rx.free[r->cls] = r;
 }
 
 /* ---- delivery ----------------------------------------------------------- */
@@ -67,30 +67,30 @@ void cc__node_drain(cc_node *n) {
         rxmsg *r = (rxmsg *)m;
         node_set(&n->stats.pending, n->engine.pending);
         deliver_one(n, r);
-        if (r == &n->replay)
+        if (r == &n->replay.msg)
             cc__node_replay_next(n); /* the engine has room: the replayed one left it */
-        else if (r != &n->scratch)
+        else if (r != &n->rx.scratch)
             rx_put(n, r);
     }
     node_set(&n->stats.pending, n->engine.pending);
 }
 
 /* Delivers an own broadcast from its log entry: its clock is the one
- * encoded in its frame (later stamps of the same batch moved sendclock on). */
+ * encoded in its frame (later stamps of the same batch moved clocks.send on). */
 void cc__node_deliver_own(cc_node *n, uint64_t seq) {
-    log_entry *e = node_log(n, seq);
+    log_entry *e = node_entry(n, seq);
     rxmsg own;
     if (e->len) {
         /* The frame stays in the log at least until this returns: entries go
          * only when acknowledged, never inside a deliver callback. */
         const uint8_t *f = e->ck->data + e->off;
         uint32_t w = wire_rd32(f + 12);
-        own.head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->sendclock);
+        own.head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->clocks.send);
         own.head.width = w;
         own.payload = f + CC_FRAME_HEADER_SIZE + (size_t)w * 8;
     } else {
-        memcpy(n->sendclock, n->engine.local, (size_t)n->width * sizeof(uint64_t));
-        own.head.clock = n->sendclock;
+        memcpy(n->clocks.send, n->engine.local, (size_t)n->width * sizeof(uint64_t));
+        own.head.clock = n->clocks.send;
         own.head.width = n->width;
         own.payload = node_bcast_payload(n, e->b);
     }
@@ -98,40 +98,40 @@ void cc__node_deliver_own(cc_node *n, uint64_t seq) {
     own.head.level = e->b->level;
     own.kind = e->b->kind;
     own.length = e->b->length;
-    n->own_delivered = seq;
+    n->handed.own = seq;
     deliver_one(n, &own);
 }
 
 void cc__node_replay_next(cc_node *n) {
     /* While replaying, the engine's own entry counts own deliveries. */
-    n->own_delivered = n->engine.local[n->cfg.self];
+    n->handed.own = n->engine.local[n->cfg.self];
     for (;;) {
-        uint64_t seq = n->own_delivered + 1;
-        if (seq > n->log_hi) {
+        uint64_t seq = n->handed.own + 1;
+        if (seq > n->log.hi) {
             /* Delivered up to the sequence: stamping moves the engine's clock again. */
-            n->replaying = 0;
+            n->replay.on = 0;
             return;
         }
         /* Held: an entry stays until handed over (cc__node_trim). */
-        const log_entry *e = node_log(n, seq);
+        const log_entry *e = node_entry(n, seq);
         if (!e->len) {
             /* Never encoded (out of memory): no member delivers it, nor do we. */
             cc_delivery_send(&n->engine, n->cfg.self, NULL);
-            n->own_delivered = seq;
+            n->handed.own = seq;
             continue;
         }
         const uint8_t *f = e->ck->data + e->off;
         uint32_t w = wire_rd32(f + 12);
-        if (w > n->replay_width) {
+        if (w > n->replay.width) {
             /* After a restart only, with no replayed message in the engine. */
-            uint64_t *c = realloc(n->replay_clock, (size_t)w * sizeof *c);
+            uint64_t *c = realloc(n->replay.clock, (size_t)w * sizeof *c);
             if (!c)
                 return; /* not delivered now; the folder keeps it for the next start */
-            n->replay_clock = c;
-            n->replay_width = w;
+            n->replay.clock = c;
+            n->replay.width = w;
         }
-        rxmsg *r = &n->replay;
-        r->head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->replay_clock);
+        rxmsg *r = &n->replay.msg;
+        r->head.clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, w, n->replay.clock);
         r->head.width = w;
         r->head.sender = n->cfg.self;
         r->head.level = f[6];
@@ -158,9 +158,9 @@ void cc__node_skip_before(cc_node *n, uint32_t slot, uint64_t first) {
      * waited on it: exactly the effect of having delivered up to first - 1. */
     local[slot] = first - 2;
     cc_delivery_send(&n->engine, slot, NULL);
-    if (n->handed && n->handed[slot] < first - 1)
-        n->handed[slot] = first - 1; /* never delivered, never to be: handed over as well */
-    n->handed_moves++;
+    if (n->handed.clock && n->handed.clock[slot] < first - 1)
+        n->handed.clock[slot] = first - 1; /* never delivered, never to be: handed over as well */
+    n->handed.moves++;
     cc__node_drain(n);
 }
 
@@ -207,7 +207,7 @@ size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avai
         uint64_t clock_bytes = (uint64_t)width * 8;
         if (length < CC_FRAME_HEADER_SIZE - 4 || clock_bytes > (uint64_t)length - (CC_FRAME_HEADER_SIZE - 4))
             break;
-        const uint64_t *clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, width, n->scratch_clock);
+        const uint64_t *clock = node_clock_of(f + CC_FRAME_HEADER_SIZE, width, n->clocks.scratch);
         uint64_t seq = clock[sender];
         if (seq != wire_rd64(f + 24) || seq != n->engine.local[sender] + 1)
             break;
@@ -251,9 +251,9 @@ int cc__node_on_message(cc_node *n, node_conn *c, const void *frame) {
             return NODE_FRAME_CLOSED;
         }
     }
-    rxmsg *sc = &n->scratch;
+    rxmsg *sc = &n->rx.scratch;
     /* Dense (sparse is refused above), so cc_frame_parse checked entries == width. */
-    const uint64_t *clock = node_clock_of(f->clock, f->width, n->scratch_clock);
+    const uint64_t *clock = node_clock_of(f->clock, f->width, n->clocks.scratch);
     const uint64_t *local = n->engine.local;
     uint64_t seq = clock[s];
     if (seq == 0 || f->seq != seq) {

@@ -26,10 +26,10 @@ _Static_assert(NODE_BCAST_PAYLOAD + 16 <= NODE_BLOCK && NODE_BLOCK % 16 == 0, "a
  * sequence): after the broadcast stamped before it, whose frame is held, and
  * after what was delivered since. */
 static const uint64_t *replaying_clock(cc_node *n, uint64_t seq) {
-    uint64_t *c = n->sendclock;
+    uint64_t *c = n->clocks.send;
     memcpy(c, n->engine.local, (size_t)n->width * sizeof *c);
-    const log_entry *prev = node_log(n, seq - 1);
-    if (seq - 1 >= n->log_lo && seq - 1 <= n->log_hi && prev->len) {
+    const log_entry *prev = node_entry(n, seq - 1);
+    if (seq - 1 >= n->log.lo && seq - 1 <= n->log.hi && prev->len) {
         const uint8_t *f = prev->ck->data + prev->off;
         uint32_t w = wire_rd32(f + 12);
         for (uint32_t k = 0; k < w && k < n->width; k++) {
@@ -50,14 +50,14 @@ static uint64_t stamp(cc_node *n, node_bcast *b) {
      * that is the broadcast's clock, with no copy in between. */
     uint64_t seq;
     const uint64_t *local;
-    if (__builtin_expect(!n->replaying, 1)) {
+    if (__builtin_expect(!n->replay.on, 1)) {
         seq = cc_delivery_send(&n->engine, n->cfg.self, NULL);
         local = n->engine.local;
     } else {
-        seq = n->log_hi + 1;
+        seq = n->log.hi + 1;
         local = replaying_clock(n, seq);
     }
-    log_entry *e = node_log(n, seq);
+    log_entry *e = node_entry(n, seq);
     e->b = b;
     e->ck = NULL;
     e->len = 0;
@@ -102,7 +102,7 @@ static uint64_t stamp(cc_node *n, node_bcast *b) {
     }
     /* Without room (out of memory) the sequence is still taken; peers wait
      * for it, as for a lost member. */
-    n->log_hi = seq;
+    n->log.hi = seq;
     node_bump(&n->stats.sent, 1);
     return seq;
 }
@@ -117,7 +117,7 @@ static void handle_req(cc_node *n, node_req *r) {
             cc__node_announce(n);
         break;
     case REQ_DROP:
-        for (node_conn *c = n->conns; c; c = c->next)
+        for (node_conn *c = n->links.conns; c; c = c->next)
             cc__link_close(c, c->state == CONN_UP ? CC_NODE_PEER_DOWN : 0, CC_ECLOSED, "connection dropped");
         r->rc = CC_OK;
         break;
@@ -138,32 +138,32 @@ size_t cc__node_process_queue(cc_node *n, size_t budget, int final, size_t *send
             break;
         /* Nothing is delivered or sent before the state folder has it: a
          * restart must not give a sequence a second meaning. */
-        uint64_t first = n->log_hi + 1;
+        uint64_t first = n->log.hi + 1;
         size_t k = 0;
         for (; k < BATCH && !n->closing; k++) {
-            node_bcast *b = node_cell(n, n->ring_head);
+            node_bcast *b = node_cell(n, n->log.taken);
             /* Acquire: pairs with the producer's publication of the cell. A
              * position claimed but not yet published stops the batch; the
              * producer's wake-up brings the loop back. */
-            if (atomic_load_explicit(&b->seq, memory_order_acquire) != n->ring_head + 1)
+            if (atomic_load_explicit(&b->seq, memory_order_acquire) != n->log.taken + 1)
                 break;
-            n->ring_head++;
+            n->log.taken++;
             /* The cells come from the producers' cores and the frames go to
              * chunk memory that has left this core's caches: ask for the
              * lines a few broadcasts ahead, so that their misses overlap
              * instead of stalling one broadcast after another. */
-            const uint8_t *ahead = (const uint8_t *)node_cell(n, n->ring_head + NODE_AHEAD);
+            const uint8_t *ahead = (const uint8_t *)node_cell(n, n->log.taken + NODE_AHEAD);
             __builtin_prefetch(ahead);
             __builtin_prefetch(ahead + 64);
             stamp(n, b);
         }
-        uint64_t last = n->log_hi;
+        uint64_t last = n->log.hi;
         if (last >= first) {
             *sends += last - first + 1;
             node_sync_stats(n); /* before the deliver callbacks: they may read the counters */
             cc__node_append_log(n, first, last);
             /* While replaying, these are delivered after the run before them. */
-            for (uint64_t seq = first; seq <= last && !n->closing && !n->replaying; seq++)
+            for (uint64_t seq = first; seq <= last && !n->closing && !n->replay.on; seq++)
                 cc__node_deliver_own(n, seq);
             cc__node_drain(n); /* heads that waited on our own slot */
             if (!n->closing)
@@ -212,8 +212,8 @@ void cc__node_on_async(uv_async_t *h) {
         return;
     /* on_prepare looks at the ring before the loop sleeps again: until then
      * a broadcast need not wake the loop (see cc_node_broadcast). */
-    atomic_store_explicit(&n->awake, 1, memory_order_relaxed);
-    if (n->replaying)
+    atomic_store_explicit(&n->ring.awake, 1, memory_order_relaxed);
+    if (n->replay.on)
         cc__node_drain(n); /* the first own broadcast to deliver again may be ready at start */
     if (take_handed_over(n) >= BUDGET && !n->closing && !n->close_begun)
         uv_async_send(&n->async); /* more: after the I/O that waits */
@@ -233,15 +233,15 @@ void cc__node_on_prepare(uv_prepare_t *h) {
     cc_node *n = h->data;
     size_t done = 0;
     while (!n->closing && !n->close_begun) {
-        atomic_store_explicit(&n->awake, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->ring.awake, 0, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
-        if (atomic_load_explicit(&node_cell(n, n->ring_head)->seq, memory_order_acquire) != n->ring_head + 1)
+        if (atomic_load_explicit(&node_cell(n, n->log.taken)->seq, memory_order_acquire) != n->log.taken + 1)
             return;
         if (done >= BUDGET) {
             uv_async_send(&n->async); /* more: after the I/O that waits */
             return;
         }
-        atomic_store_explicit(&n->awake, 1, memory_order_relaxed);
+        atomic_store_explicit(&n->ring.awake, 1, memory_order_relaxed);
         done += take_handed_over(n);
     }
 }

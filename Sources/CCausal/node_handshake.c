@@ -49,7 +49,7 @@ void cc__link_send_hello(node_conn *c) {
     uint8_t p[NODE_HELLO_SIZE];
     memcpy(p, c->nonce, NODE_NONCE);
     wire_wr64(p + NODE_NONCE, cc__node_has(n, c->slot));
-    wire_wr64(p + NODE_NONCE + 8, n->log_lo);
+    wire_wr64(p + NODE_NONCE + 8, n->log.lo);
     cc__link_ctl_frame(c, CC_FRAME_HELLO, 0, p, sizeof p);
 }
 

@@ -83,12 +83,12 @@ typedef struct node_conn {
  * the node's broadcast ring, header then payload.
  *
  * The ring has a power of two of cells, at least send_window. Producers
- * claim positions in order (a compare-and-swap on ring_tail), fill the cell
+ * claim positions in order (a compare-and-swap on ring.tail), fill the cell
  * and publish it through its `seq`; the loop takes cells in position order.
  * A taken cell stays held by its log entry until every peer acknowledged
  * the broadcast, and cells are released in the same order (log order is
- * ring order), so the loop only counts releases (ring_released). A producer
- * may claim position p only while p - ring_released < send_window: "window
+ * ring order), so the loop only counts releases (ring.released). A producer
+ * may claim position p only while p - ring.released < send_window: "window
  * full" is exactly send_window broadcasts not yet acknowledged, and a cell
  * is never written while its previous broadcast is still held. One claim
  * and one store per broadcast; the loop gives cells back with one store per
@@ -155,42 +155,132 @@ typedef struct node_req {
     uv_sem_t done;
 } node_req;
 
-struct cc_node {
-    /* any thread */
-    cc_queue queue; /* requests into the loop */
-    uint8_t *ring;  /* ring_mask + 1 broadcast cells of NODE_BLOCK bytes */
-    uint64_t ring_mask;
-    /* Touched by every producer on every call: alone on its line. */
-    _Alignas(CC_CACHE_LINE) _Atomic unsigned users;
+/* The broadcast ring (node_handoff.c): producers on any thread claim,
+ * fill and publish cells; the loop takes them into the log (node_bcast). */
+typedef struct node_ring {
+    uint8_t *cells; /* mask + 1 cells of NODE_BLOCK bytes */
+    uint64_t mask;
+    /* A max_payload-byte slot per cell for payloads past NODE_INLINE; NULL if none can be. */
+    uint8_t *big;
     /* Claimed by producers (compare-and-swap): alone on its line. */
-    _Alignas(CC_CACHE_LINE) _Atomic uint64_t ring_tail;
+    _Alignas(CC_CACHE_LINE) _Atomic uint64_t tail;
     /* Written by the loop once per batch of releases, read by producers. */
-    _Alignas(CC_CACHE_LINE) _Atomic uint64_t ring_released;
+    _Alignas(CC_CACHE_LINE) _Atomic uint64_t released;
     /* Written by the loop a few times per loop iteration, read by producers
-     * on every broadcast (ring_released's pattern, so its line): 1 while the
-     * loop is bound to look at the ring again before it next sleeps (from
-     * on_async to on_prepare), so a broadcast need not wake it. */
+     * on every broadcast (released's pattern, so its line): 1 while the loop
+     * is bound to look at the ring again before it next sleeps (from
+     * cc__node_on_async to cc__node_on_prepare), so a broadcast need not
+     * wake it. */
     _Atomic int awake;
     /* 1 from a cc_node_broadcast that found the window full until the loop
      * next releases cells and calls `room`. Written by producers only then;
-     * on this line because the loop reads it right after ring_released. */
+     * on this line because the loop reads it right after `released`. */
     _Atomic int want_room;
+} node_ring;
+
+/* cc_node_confirm (with `confirm` and a state folder): the clocks the
+ * application confirmed, merged under `lock`; `dirty` is 1 from a
+ * confirmation until the loop takes them (cc__node_save_state). Written by
+ * the application's thread per message: its own line, away from what
+ * producers and the loop read per message. */
+typedef struct node_confirm {
+    _Alignas(CC_CACHE_LINE) _Atomic int dirty;
+    uv_mutex_t lock;
+    uint64_t *clock; /* `width` entries; NULL without `confirm` and a state folder */
+    uint32_t width;
+} node_confirm;
+
+/* The send log (node_log.c): own broadcasts until every peer acknowledged
+ * them. Entries are ring cells taken in order and released in order. */
+typedef struct node_log {
+    uint64_t taken;     /* ring positions taken: the next one to take */
+    uint64_t freed;     /* ring positions released (ring.released as the loop knows it) */
+    log_entry *entries; /* mask + 1 entries (send_window rounded up to a power of two), by sequence */
+    /* A mask, not a division by send_window: the log is indexed several times per message. */
+    uint64_t mask;
+    uint64_t lo, hi;    /* held: [lo, hi]; empty when lo > hi */
+    node_chunk *chunk;  /* where the next own frame goes */
+    node_chunk *chunks; /* every chunk (prev/next) */
+    node_chunk *spare;  /* spare standard-size chunks */
+} node_log;
+
+/* Received messages (node_deliver.c): the one delivered from the read
+ * buffer, and the blocks of held-back ones by size class. */
+typedef struct node_rx {
+    rxmsg scratch; /* a message delivered straight from the read buffer */
+    rxmsg *free[NODE_RX_CLASSES];
+    rxmsg *all;
+} node_rx;
+
+/* Clock buffers as wide as the group (node_members.c grows them). */
+typedef struct node_clocks {
+    uint64_t *send;    /* an own broadcast's clock when it cannot be read in place in its frame */
+    uint64_t *scratch; /* a received clock when it cannot be read in place (node_clock_of) */
+    uint32_t room;     /* entries both have room for (>= width) */
+    /* Buffers replaced by a growth. A growth can happen inside a deliver
+     * callback (cc_node_add_peer from the loop thread) while the message
+     * being delivered points at the old buffer, so they are freed only at
+     * close. Room grows geometrically up to max_width, so they hold less
+     * than twice the final buffers however the group grew. */
+    void **retired;
+    size_t nretired;
+} node_clocks;
+
+/* The TCP links (node_link.c and its neighbours). */
+typedef struct node_links {
+    node_conn *conns;
+    int npaused;
+    int nhandshaking; /* accepted connections not yet up (dialed ones are bounded by the peers) */
+    uv_tcp_t listener;
+    uv_timer_t timer; /* the sweep, every tick_ms */
+    uint32_t tick_ms;
+} node_links;
+
+/* The state folder (node_state.c). */
+typedef struct node_folder {
+    char *dir;         /* NULL: no folder */
+    int log_fd;        /* own frames, appended; -1 without a folder */
+    uint64_t *durable; /* width: the handed-over clock as last written (what ACKs may say) */
+    uint64_t saved_moves, saved_lo, saved_hi; /* what the last write recorded */
+    uint64_t log_bytes;
+    int saved; /* written at least once */
+} node_folder;
+
+/* Handed over to the application (cc_node.h). Without `confirm` it is the
+ * delivered clock with `own` for the own slot (cc__node_handed): own
+ * broadcasts are stamped, which counts them in the engine's clock, before
+ * they are delivered. With `confirm`, `clock` (width). */
+typedef struct node_handed {
+    uint64_t own;    /* the last own broadcast delivered */
+    uint64_t *clock; /* width, with `confirm` and a state folder; else NULL */
+    uint64_t moves;  /* changes of the handed-over clock other than deliveries */
+} node_handed;
+
+/* Re-delivery after a restart: own broadcasts (handed.own, log.hi] go
+ * through the engine like a peer's, one at a time (`msg`, read from its log
+ * frame), and broadcasts stamped meanwhile join the end of the run; the
+ * engine's own entry is then what was delivered, not the sequence. Once the
+ * run is delivered, stamping moves the engine's clock again. */
+typedef struct node_replay {
+    int on;
+    rxmsg msg;
+    uint64_t *clock; /* width entries: `msg`'s clock when it cannot be read in its frame */
+    uint32_t width;
+} node_replay;
+
+struct cc_node {
+    /* any thread */
+    cc_queue queue; /* requests into the loop */
+    node_ring ring;
+    /* Touched by every producer on every call: alone on its line. */
+    _Alignas(CC_CACHE_LINE) _Atomic unsigned users;
     _Alignas(CC_CACHE_LINE) _Atomic int closed;
     _Atomic uint16_t port;
-    /* cc_node_confirm (with `confirm` and a state folder): the clocks the
-     * application confirmed, merged under confirm_lock; confirm_dirty is 1
-     * from a confirmation until the loop takes them (cc__node_save_state).
-     * Written by the application's thread per message: its own line, away
-     * from what producers and the loop read per message. */
-    _Alignas(CC_CACHE_LINE) _Atomic int confirm_dirty;
-    uv_mutex_t confirm_lock;
-    uint64_t *confirmed; /* confirmed_width entries */
-    uint32_t confirmed_width;
+    node_confirm confirm;
     cc_loop *loop;
     cc_node_config cfg; /* defaults resolved; listen_host/state_dir point at our copies */
     cc_node_callbacks cb;
     char listen_host[CC_NODE_HOST_MAX];
-    char *state_dir;
     /* Written by the loop thread, read by cc_node_stats_get: own line so that
      * the loop's stores do not bounce the line producers read. */
     _Alignas(CC_CACHE_LINE) struct {
@@ -202,82 +292,37 @@ struct cc_node {
     /* ---- loop thread only ---- */
     _Alignas(CC_CACHE_LINE) cc_delivery engine;
     uint32_t width;
-    node_peer **peers;   /* width entries; NULL: no member known at that slot */
-    uint64_t *sendclock; /* width: an own broadcast's clock when it cannot be read in place in its frame */
-    rxmsg scratch;       /* a message delivered straight from the read buffer */
-    uint64_t *scratch_clock; /* width: a received clock when it cannot be read in place (node_clock_of) */
-    uint32_t clock_room;     /* entries sendclock and scratch_clock have room for (>= width) */
-    /* Clock buffers replaced by a growth. A growth can happen inside a
-     * deliver callback (cc_node_add_peer from the loop thread) while the
-     * message being delivered points at the old buffer, so they are freed
-     * only at close. Room grows geometrically up to max_width, so they hold
-     * less than twice the final buffers however the group grew. */
-    void **retired;
-    size_t nretired;
-    node_conn *conns;
-    int npaused;
-    int nhandshaking; /* accepted connections not yet up (dialed ones are bounded by the peers) */
-    uint64_t progress;  /* deliveries so far: paused readers retry when it moves */
-    uint64_t ring_head; /* next ring position to take */
-    uint64_t ring_free; /* next ring position to release (ring_released as the loop knows it) */
-    log_entry *log;     /* log_mask + 1 entries (send_window rounded up to a power of two), by sequence */
-    /* A mask, not a division by send_window: the log is indexed several times per message. */
-    uint64_t log_mask;
-    /* A max_payload-byte slot per ring cell for payloads past NODE_INLINE; NULL if none can be. */
-    uint8_t *big;
-    node_chunk *chunk;       /* where the next own frame goes */
-    node_chunk *chunks;      /* every chunk (prev/next) */
-    node_chunk *chunk_free;  /* spare standard-size chunks */
-    uint64_t log_lo, log_hi; /* held: [log_lo, log_hi]; empty when log_lo > log_hi */
-    rxmsg *rx_free[NODE_RX_CLASSES];
-    rxmsg *rx_all;
-    uv_tcp_t listener;
-    uv_timer_t timer;
+    node_peer **peers; /* width entries; NULL: no member known at that slot */
+    uint64_t progress; /* deliveries so far: paused readers retry when it moves */
+    node_log log;
+    node_rx rx;
+    node_clocks clocks;
+    node_links links;
     uv_async_t async;
     uv_prepare_t prepare; /* before the loop sleeps: takes what producers published without a wake-up */
     int handles; /* open libuv handles; the node is freed when the last closes */
     int closing, close_begun, start_failed, joined;
-    uint32_t tick_ms;
     cc__loop_member member;
-    /* state folder */
-    int state_fd_log;  /* own frames, appended; -1 without a folder */
-    uint64_t *durable; /* width: the handed-over clock as last written (what ACKs may say) */
-    uint64_t saved_progress, saved_log_lo, saved_log_hi;
-    uint64_t log_file_bytes;
-    int saved_once;
-    /* Handed over to the application (cc_node.h). Without `confirm` it is the
-     * delivered clock with own_delivered for the own slot (cc__node_handed):
-     * own broadcasts are stamped, which counts them in the engine's clock,
-     * before they are delivered. With `confirm`, `handed` (width). */
-    uint64_t own_delivered; /* the last own broadcast delivered */
-    uint64_t *handed;       /* width, with `confirm` and a state folder; else NULL */
-    uint64_t handed_moves;  /* changes of the handed-over clock other than deliveries */
-    /* Re-delivery after a restart: own broadcasts (own_delivered, log_hi] go
-     * through the engine like a peer's, one at a time (`replay`, read from its
-     * log frame), and broadcasts stamped meanwhile join the end of the run;
-     * the engine's own entry is then what was delivered, not the sequence.
-     * Once the run is delivered, stamping moves the engine's clock again. */
-    int replaying;
-    rxmsg replay;
-    uint64_t *replay_clock; /* replay_width: `replay`'s clock when it cannot be read in its frame */
-    uint32_t replay_width;
+    node_folder folder;
+    node_handed handed;
+    node_replay replay;
 };
 
 /* The handed-over clock's entry for `slot` (state folder only). */
 static inline uint64_t cc__node_handed(const cc_node *n, uint32_t slot) {
-    if (n->handed)
-        return n->handed[slot];
-    return slot == n->cfg.self ? n->own_delivered : n->engine.local[slot];
+    if (n->handed.clock)
+        return n->handed.clock[slot];
+    return slot == n->cfg.self ? n->handed.own : n->engine.local[slot];
 }
 
 /* What this member may tell `slot` it has from it (ACK, HELLO): with a state
  * folder, only what the folder already records. */
 static inline uint64_t cc__node_has(const cc_node *n, uint32_t slot) {
-    return n->state_dir ? n->durable[slot] : n->engine.local[slot];
+    return n->folder.dir ? n->folder.durable[slot] : n->engine.local[slot];
 }
 
 static inline node_bcast *node_cell(const cc_node *n, uint64_t pos) {
-    return (node_bcast *)(void *)(n->ring + (size_t)(pos & n->ring_mask) * NODE_BLOCK);
+    return (node_bcast *)(void *)(n->ring.cells + (size_t)(pos & n->ring.mask) * NODE_BLOCK);
 }
 
 /* Where a broadcast's payload is until its frame is encoded. Any thread
@@ -285,12 +330,12 @@ static inline node_bcast *node_cell(const cc_node *n, uint64_t pos) {
 static inline uint8_t *node_bcast_payload(const cc_node *n, const node_bcast *b) {
     if (b->length <= NODE_INLINE)
         return (uint8_t *)b + NODE_BCAST_PAYLOAD;
-    size_t slot = (size_t)((const uint8_t *)b - n->ring) / NODE_BLOCK;
-    return n->big + slot * n->cfg.max_payload;
+    size_t slot = (size_t)((const uint8_t *)b - n->ring.cells) / NODE_BLOCK;
+    return n->ring.big + slot * n->cfg.max_payload;
 }
 
-static inline log_entry *node_log(const cc_node *n, uint64_t seq) {
-    return &n->log[seq & n->log_mask];
+static inline log_entry *node_entry(const cc_node *n, uint64_t seq) {
+    return &n->log.entries[seq & n->log.mask];
 }
 
 /* ---- the parts' functions, by file (loop thread unless said) ---- */
@@ -394,14 +439,14 @@ static inline void node_set(_Atomic uint64_t *c, uint64_t v) {
 
 static inline void node_sync_stats(cc_node *n) {
     node_set(&n->stats.pending, n->engine.pending);
-    node_set(&n->stats.unacked, n->log_hi + 1 - n->log_lo);
+    node_set(&n->stats.unacked, n->log.hi + 1 - n->log.lo);
     atomic_store_explicit(&n->stats.width, n->width, memory_order_relaxed);
 }
 
 /* cc__node_reserve's common case, inline on the per-message path: room
  * right after the frame before, in a chunk that holds frames. */
 static inline uint8_t *node_reserve(cc_node *n, log_entry *e, size_t len) {
-    node_chunk *ck = n->chunk;
+    node_chunk *ck = n->log.chunk;
     if (!ck || ck->live == 0 || ck->cap - ck->used < len)
         return cc__node_reserve(n, e, len);
     e->ck = ck;

@@ -35,8 +35,8 @@ int cc__node_setup(void *arg) {
         return CC_ESYS;
     n->async.data = n;
     n->handles++;
-    uv_timer_init(uv, &n->timer);
-    n->timer.data = n;
+    uv_timer_init(uv, &n->links.timer);
+    n->links.timer.data = n;
     n->handles++;
     uv_prepare_init(uv, &n->prepare);
     n->prepare.data = n;
@@ -55,7 +55,7 @@ int cc__node_setup(void *arg) {
         if (n->peers[s])
             n->peers[s]->dial_at = now;
     }
-    uv_timer_start(&n->timer, cc__link_on_timer, n->tick_ms, n->tick_ms);
+    uv_timer_start(&n->links.timer, cc__link_on_timer, n->links.tick_ms, n->links.tick_ms);
     n->member.close = on_loop_stop;
     n->joined = 1;
     cc__loop_join(n->loop, &n->member);
@@ -64,7 +64,7 @@ int cc__node_setup(void *arg) {
         return CC_ECLOSED;
     }
     cc__node_emit(n, CC_NODE_LISTENING, UINT32_MAX, 0, "listening", NULL);
-    if (n->replaying)
+    if (n->replay.on)
         uv_async_send(&n->async); /* deliveries start on the loop, after cc_node_start returns */
     for (uint32_t s = n->cfg.self + 1; s < n->width && !n->closing; s++) {
         if (n->peers[s])
@@ -79,36 +79,36 @@ void cc__node_free(cc_node *n) {
     for (uint32_t s = 0; s < n->width; s++)
         free(n->peers ? n->peers[s] : NULL);
     free(n->peers);
-    free(n->sendclock);
-    free(n->durable);
-    free(n->handed);
-    free(n->replay_clock);
-    if (n->confirmed) {
-        free(n->confirmed);
-        uv_mutex_destroy(&n->confirm_lock);
+    free(n->clocks.send);
+    free(n->folder.durable);
+    free(n->handed.clock);
+    free(n->replay.clock);
+    if (n->confirm.clock) {
+        free(n->confirm.clock);
+        uv_mutex_destroy(&n->confirm.lock);
     }
-    free(n->scratch_clock);
-    for (size_t i = 0; i < n->nretired; i++)
-        free(n->retired[i]);
-    free(n->retired);
-    free(n->log);
-    free(n->big);
-    while (n->chunks) {
-        node_chunk *ck = n->chunks;
-        n->chunks = ck->next;
+    free(n->clocks.scratch);
+    for (size_t i = 0; i < n->clocks.nretired; i++)
+        free(n->clocks.retired[i]);
+    free(n->clocks.retired);
+    free(n->log.entries);
+    free(n->ring.big);
+    while (n->log.chunks) {
+        node_chunk *ck = n->log.chunks;
+        n->log.chunks = ck->next;
         free(ck);
     }
-    while (n->rx_all) {
-        rxmsg *r = n->rx_all;
-        n->rx_all = r->all;
+    while (n->rx.all) {
+        rxmsg *r = n->rx.all;
+        n->rx.all = r->all;
         free(r);
     }
-    if (n->state_fd_log >= 0)
-        close(n->state_fd_log);
-    free(n->state_dir);
+    if (n->folder.log_fd >= 0)
+        close(n->folder.log_fd);
+    free(n->folder.dir);
     cc_delivery_destroy(&n->engine);
     cc_queue_destroy(&n->queue);
-    free(n->ring);
+    free(n->ring.cells);
     free(n);
 }
 
@@ -158,9 +158,9 @@ void cc__node_begin_close(cc_node *n) {
             cc__node_save_state(n);
     }
     n->closing = 1;
-    for (node_conn *c = n->conns; c; c = c->next)
+    for (node_conn *c = n->links.conns; c; c = c->next)
         cc__link_close(c, 0, 0, NULL);
-    uv_handle_t *own[4] = {(uv_handle_t *)&n->listener, (uv_handle_t *)&n->timer, (uv_handle_t *)&n->prepare,
+    uv_handle_t *own[4] = {(uv_handle_t *)&n->links.listener, (uv_handle_t *)&n->links.timer, (uv_handle_t *)&n->prepare,
                            (uv_handle_t *)&n->async};
     for (int i = 0; i < 4; i++) {
         if (own[i]->data == n && !uv_is_closing(own[i]))

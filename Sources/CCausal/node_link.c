@@ -18,7 +18,7 @@ static void on_conn_closed(uv_handle_t *h) {
     if (c->prev)
         c->prev->next = c->next;
     else
-        n->conns = c->next;
+        n->links.conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     free(c->rbuf);
@@ -54,10 +54,10 @@ static node_conn *conn_new(cc_node *n) {
     c->wr_lo = UINT64_MAX;
     c->started = c->last_rx = c->last_tx = uv_now(cc_loop_uv(n->loop));
     randombytes_buf(c->nonce, sizeof c->nonce);
-    c->next = n->conns;
-    if (n->conns)
-        n->conns->prev = c;
-    n->conns = c;
+    c->next = n->links.conns;
+    if (n->links.conns)
+        n->links.conns->prev = c;
+    n->links.conns = c;
     n->handles++;
     return c;
 }
@@ -70,10 +70,10 @@ void cc__link_close(node_conn *c, int event, int code, const char *reason) {
     c->state = CONN_CLOSING;
     if (c->paused) {
         c->paused = 0;
-        n->npaused--;
+        n->links.npaused--;
     }
     if (was != CONN_UP && !c->dialer)
-        n->nhandshaking--;
+        n->links.nhandshaking--;
     node_peer *p = c->peer;
     if (p && p->conn == c) {
         p->conn = NULL;
@@ -114,7 +114,7 @@ void cc__link_close(node_conn *c, int event, int code, const char *reason) {
  * full: one pass over the connections (newest first) per accept. */
 static void evict_oldest(cc_node *n) {
     node_conn *oldest = NULL;
-    for (node_conn *c = n->conns; c; c = c->next) {
+    for (node_conn *c = n->links.conns; c; c = c->next) {
         if (!c->dialer && c->state == CONN_HANDSHAKE)
             oldest = c;
     }
@@ -130,13 +130,13 @@ static void on_connection(uv_stream_t *server, int status) {
     node_conn *c = conn_new(n);
     if (!c)
         return;
-    n->nhandshaking++; /* until it is up or closed (cc__link_close, cc__node_peer_up) */
+    n->links.nhandshaking++; /* until it is up or closed (cc__link_close, cc__node_peer_up) */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         cc__link_close(c, 0, 0, NULL);
         return;
     }
     cc__link_start_reading(c);
-    if (n->nhandshaking > NODE_HANDSHAKING_MAX)
+    if (n->links.nhandshaking > NODE_HANDSHAKING_MAX)
         evict_oldest(n);
     /* The acceptor waits for the dialer's HELLO: it has to learn who calls
      * before it can say what it has from them. */
@@ -148,15 +148,15 @@ int cc__link_listen(cc_node *n) {
     if (uv_ip4_addr(n->listen_host, n->cfg.listen_port, (struct sockaddr_in *)&ss) != 0 &&
         uv_ip6_addr(n->listen_host, n->cfg.listen_port, (struct sockaddr_in6 *)&ss) != 0)
         return CC_EINVAL;
-    if (uv_tcp_init(uv, &n->listener) != 0)
+    if (uv_tcp_init(uv, &n->links.listener) != 0)
         return CC_ESYS;
-    n->listener.data = n;
+    n->links.listener.data = n;
     n->handles++;
-    if (uv_tcp_bind(&n->listener, (struct sockaddr *)&ss, 0) != 0 ||
-        uv_listen((uv_stream_t *)&n->listener, 128, on_connection) != 0)
+    if (uv_tcp_bind(&n->links.listener, (struct sockaddr *)&ss, 0) != 0 ||
+        uv_listen((uv_stream_t *)&n->links.listener, 128, on_connection) != 0)
         return CC_ESYS;
     int len = sizeof ss;
-    if (uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &len) != 0)
+    if (uv_tcp_getsockname(&n->links.listener, (struct sockaddr *)&ss, &len) != 0)
         return CC_ESYS;
     uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                              : ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -209,7 +209,7 @@ node_conn *cc__link_adopt(cc_node *n, int fd) {
     node_conn *c = conn_new(n);
     if (!c)
         return NULL;
-    n->nhandshaking++; /* as on_connection */
+    n->links.nhandshaking++; /* as on_connection */
     if (uv_tcp_open(&c->tcp, fd) != 0) {
         cc__link_close(c, 0, 0, NULL);
         return NULL;
@@ -233,10 +233,10 @@ void cc__link_on_timer(uv_timer_t *t) {
      * after the loop looked. A broadcast then
      * waits for the next one's wake-up; this tick bounds the wait when there
      * is no next one. */
-    if (atomic_load_explicit(&node_cell(n, n->ring_head)->seq, memory_order_acquire) == n->ring_head + 1)
+    if (atomic_load_explicit(&node_cell(n, n->log.taken)->seq, memory_order_acquire) == n->log.taken + 1)
         uv_async_send(&n->async);
     uint64_t now = uv_now(cc_loop_uv(n->loop));
-    for (node_conn *c = n->conns; c && !n->closing; c = c->next) {
+    for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
         if (c->state == CONN_CLOSING)
             continue;
         if (c->state != CONN_UP) {

@@ -17,21 +17,21 @@
 
 /* After cells were released: `room` for the producers that found the window
  * full, `acked` when the log is empty (cc_node.h). The publication of
- * ring_released and the load of want_room here, with cc_node_broadcast's
- * store of want_room and its second look at ring_released (all seq-cst),
- * are Dekker's pattern: a broadcast that found the window full either sees
- * this release or is seen here. One load per batch of releases when nobody
- * waits. */
+ * ring.released and the load of ring.want_room here, with
+ * cc_node_broadcast's store of want_room and its second look at `released`
+ * (all seq-cst), are Dekker's pattern: a broadcast that found the window
+ * full either sees this release or is seen here. One load per batch of
+ * releases when nobody waits. */
 static void notify_released(cc_node *n) {
     if (n->closing || n->close_begun)
         return;
-    if (atomic_load_explicit(&n->want_room, memory_order_seq_cst) &&
-        atomic_exchange_explicit(&n->want_room, 0, memory_order_relaxed) && n->cb.room) {
+    if (atomic_load_explicit(&n->ring.want_room, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&n->ring.want_room, 0, memory_order_relaxed) && n->cb.room) {
         n->cb.room(n->cb.ctx);
         if (n->closing || n->close_begun)
             return; /* the callback closed the node */
     }
-    if (n->log_lo > n->log_hi && n->cb.acked)
+    if (n->log.lo > n->log.hi && n->cb.acked)
         n->cb.acked(n->cb.ctx);
 }
 
@@ -39,23 +39,23 @@ static void notify_released(cc_node *n) {
  * one that a write in flight still points at (libuv reads the buffers until
  * the write callback). */
 void cc__node_trim(cc_node *n) {
-    uint64_t lim = n->log_hi;
+    uint64_t lim = n->log.hi;
     /* With a state folder an entry also stays until the folder records it
      * as handed over here: a restart delivers it again from the log. */
-    if (n->state_dir && n->durable[n->cfg.self] < lim)
-        lim = n->durable[n->cfg.self];
-    for (uint32_t s = 0; s < n->width && lim >= n->log_lo; s++) {
+    if (n->folder.dir && n->folder.durable[n->cfg.self] < lim)
+        lim = n->folder.durable[n->cfg.self];
+    for (uint32_t s = 0; s < n->width && lim >= n->log.lo; s++) {
         if (n->peers[s] && n->peers[s]->acked < lim)
             lim = n->peers[s]->acked;
     }
-    for (node_conn *c = n->conns; c; c = c->next) {
+    for (node_conn *c = n->links.conns; c; c = c->next) {
         if (c->wr_busy && c->wr_lo != UINT64_MAX && c->wr_lo - 1 < lim)
             lim = c->wr_lo - 1;
     }
-    int released = n->log_lo <= lim;
+    int released = n->log.lo <= lim;
     if (released) {
-        cc__node_release_log(n, n->log_lo, lim);
-        n->log_lo = lim + 1;
+        cc__node_release_log(n, n->log.lo, lim);
+        n->log.lo = lim + 1;
         cc__node_publish_released(n);
     }
     node_sync_stats(n);
@@ -67,16 +67,16 @@ void cc__node_publish_released(cc_node *n) {
     /* Release: the loop is done with the cells (stamp copied the payloads
      * out) before a producer that sees the count writes them again.
      * Sequentially consistent for notify_released's load of want_room. */
-    atomic_store_explicit(&n->ring_released, n->ring_free, memory_order_seq_cst);
+    atomic_store_explicit(&n->ring.released, n->log.freed, memory_order_seq_cst);
 }
 
 node_bcast *cc__node_take_cell(cc_node *n) {
     /* Before the node is shared: claim and take the next position at once. */
-    uint64_t pos = atomic_load_explicit(&n->ring_tail, memory_order_relaxed);
-    if (pos - atomic_load_explicit(&n->ring_released, memory_order_relaxed) >= n->cfg.send_window)
+    uint64_t pos = atomic_load_explicit(&n->ring.tail, memory_order_relaxed);
+    if (pos - atomic_load_explicit(&n->ring.released, memory_order_relaxed) >= n->cfg.send_window)
         return NULL;
-    atomic_store_explicit(&n->ring_tail, pos + 1, memory_order_relaxed);
-    n->ring_head = pos + 1;
+    atomic_store_explicit(&n->ring.tail, pos + 1, memory_order_relaxed);
+    n->log.taken = pos + 1;
     node_bcast *b = node_cell(n, pos);
     atomic_store_explicit(&b->seq, pos + 1, memory_order_relaxed);
     return b;
@@ -85,9 +85,9 @@ node_bcast *cc__node_take_cell(cc_node *n) {
 /* ---- frame chunks ------------------------------------------------------- */
 
 static node_chunk *chunk_new(cc_node *n, size_t need) {
-    node_chunk *ck = n->chunk_free;
+    node_chunk *ck = n->log.spare;
     if (ck && need <= ck->cap) {
-        n->chunk_free = ck->free;
+        n->log.spare = ck->free;
     } else {
         /* Warm-up only: chunks grow to the most bytes held at once (at most
          * the send window's frames), then come from the free list. */
@@ -99,10 +99,10 @@ static node_chunk *chunk_new(cc_node *n, size_t need) {
             return NULL;
         ck->cap = (uint32_t)cap;
         ck->prev = NULL;
-        ck->next = n->chunks;
-        if (n->chunks)
-            n->chunks->prev = ck;
-        n->chunks = ck;
+        ck->next = n->log.chunks;
+        if (n->log.chunks)
+            n->log.chunks->prev = ck;
+        n->log.chunks = ck;
     }
     ck->used = 0;
     ck->live = 0;
@@ -111,22 +111,22 @@ static node_chunk *chunk_new(cc_node *n, size_t need) {
 
 static void chunk_free(cc_node *n, node_chunk *ck) {
     if (ck->cap == NODE_CHUNK) {
-        ck->free = n->chunk_free;
-        n->chunk_free = ck;
+        ck->free = n->log.spare;
+        n->log.spare = ck;
         return;
     }
     /* An outsize chunk (one frame larger than NODE_CHUNK): rare, not kept. */
     if (ck->prev)
         ck->prev->next = ck->next;
     else
-        n->chunks = ck->next;
+        n->log.chunks = ck->next;
     if (ck->next)
         ck->next->prev = ck->prev;
     free(ck);
 }
 
 uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len) {
-    node_chunk *ck = n->chunk;
+    node_chunk *ck = n->log.chunk;
     if (ck && ck->live == 0)
         ck->used = 0; /* no held frame lies in it, so no write points at it: start over */
     if (!ck || ck->cap - ck->used < len) {
@@ -134,9 +134,9 @@ uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len) {
         if (!ck)
             return NULL;
         /* The chunk we leave goes back when its last frame is released. */
-        if (n->chunk && n->chunk->live == 0)
-            chunk_free(n, n->chunk);
-        n->chunk = ck;
+        if (n->log.chunk && n->log.chunk->live == 0)
+            chunk_free(n, n->log.chunk);
+        n->log.chunk = ck;
     }
     e->ck = ck;
     e->off = ck->used;
@@ -155,13 +155,13 @@ uint8_t *cc__node_reserve(cc_node *n, log_entry *e, size_t len) {
  * is true up to the run's end and false after it, and a binary search finds
  * the end: a batch costs per chunk, not per message. */
 static uint64_t run_end(const cc_node *n, uint64_t from, uint64_t to) {
-    const node_chunk *ck = node_log(n, from)->ck;
-    if (node_log(n, to)->ck == ck)
+    const node_chunk *ck = node_entry(n, from)->ck;
+    if (node_entry(n, to)->ck == ck)
         return to;
     uint64_t lo = from, hi = to - 1; /* lo is in the run; the end is in [lo, hi] */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo + 1) / 2;
-        if (node_log(n, mid)->ck == ck)
+        if (node_entry(n, mid)->ck == ck)
             lo = mid;
         else
             hi = mid - 1;
@@ -171,13 +171,13 @@ static uint64_t run_end(const cc_node *n, uint64_t from, uint64_t to) {
 
 void cc__node_release_log(cc_node *n, uint64_t from, uint64_t to) {
     /* Entries go in log order, which is ring order: one cell each. */
-    n->ring_free += to - from + 1;
+    n->log.freed += to - from + 1;
     while (from <= to) {
-        node_chunk *ck = node_log(n, from)->ck;
+        node_chunk *ck = node_entry(n, from)->ck;
         uint64_t end = ck ? run_end(n, from, to) : from;
         if (ck) {
             ck->live -= (uint32_t)(end - from + 1);
-            if (ck->live == 0 && ck != n->chunk)
+            if (ck->live == 0 && ck != n->log.chunk)
                 chunk_free(n, ck);
         }
         from = end + 1;
@@ -188,13 +188,13 @@ unsigned cc__node_gather(cc_node *n, uint64_t *seq, uint64_t to, uv_buf_t *iov, 
                          size_t *bytes) {
     uint64_t s = *seq;
     while (s <= to) {
-        const log_entry *e = node_log(n, s);
+        const log_entry *e = node_entry(n, s);
         if (!e->ck) {
             s++; /* not encoded: never sent */
             continue;
         }
         uint64_t end = run_end(n, s, to);
-        const log_entry *last = node_log(n, end);
+        const log_entry *last = node_entry(n, end);
         char *p = (char *)e->ck->data + e->off;
         size_t len = (size_t)last->off + last->len - e->off;
         if (niov && iov[niov - 1].base + iov[niov - 1].len == p)

@@ -44,7 +44,7 @@ int cc__node_grow(cc_node *n, uint32_t width) {
         return CC_OK;
     if (width > n->cfg.max_width)
         return CC_EWIDTH;
-    uint32_t room = n->clock_room;
+    uint32_t room = n->clocks.room;
     if (width > room) {
         room = room > n->cfg.max_width / 2 ? n->cfg.max_width : room * 2;
         if (room < width)
@@ -61,11 +61,11 @@ int cc__node_grow(cc_node *n, uint32_t width) {
     memset(peers + n->width, 0, (size_t)(width - n->width) * sizeof *peers);
     n->peers = peers;
     uint64_t *sc = NULL, *rc2 = NULL;
-    if (room > n->clock_room) {
-        void **retired = realloc(n->retired, (n->nretired + 2) * sizeof *retired);
+    if (room > n->clocks.room) {
+        void **retired = realloc(n->clocks.retired, (n->clocks.nretired + 2) * sizeof *retired);
         if (!retired)
             return CC_ENOMEM;
-        n->retired = retired;
+        n->clocks.retired = retired;
         sc = calloc(room, sizeof *sc);
         rc2 = calloc(room, sizeof *rc2);
         if (!sc || !rc2) {
@@ -73,37 +73,37 @@ int cc__node_grow(cc_node *n, uint32_t width) {
             free(rc2);
             return CC_ENOMEM;
         }
-        memcpy(sc, n->sendclock, (size_t)n->width * sizeof *sc);
+        memcpy(sc, n->clocks.send, (size_t)n->width * sizeof *sc);
     }
-    if (n->durable) {
-        uint64_t *d = realloc(n->durable, (size_t)width * sizeof *d);
+    if (n->folder.durable) {
+        uint64_t *d = realloc(n->folder.durable, (size_t)width * sizeof *d);
         if (!d) {
             free(sc);
             free(rc2);
             return CC_ENOMEM;
         }
         memset(d + n->width, 0, (size_t)(width - n->width) * sizeof *d);
-        n->durable = d;
+        n->folder.durable = d;
     }
-    if (n->handed) {
-        uint64_t *h = realloc(n->handed, (size_t)width * sizeof *h);
+    if (n->handed.clock) {
+        uint64_t *h = realloc(n->handed.clock, (size_t)width * sizeof *h);
         if (!h) {
             free(sc);
             free(rc2);
             return CC_ENOMEM;
         }
         memset(h + n->width, 0, (size_t)(width - n->width) * sizeof *h);
-        n->handed = h;
+        n->handed.clock = h;
         /* The application confirms clocks of delivered messages, at most
          * this wide: room for them before any is delivered. */
-        uv_mutex_lock(&n->confirm_lock);
-        uint64_t *c = realloc(n->confirmed, (size_t)width * sizeof *c);
+        uv_mutex_lock(&n->confirm.lock);
+        uint64_t *c = realloc(n->confirm.clock, (size_t)width * sizeof *c);
         if (c) {
-            memset(c + n->confirmed_width, 0, (size_t)(width - n->confirmed_width) * sizeof *c);
-            n->confirmed = c;
-            n->confirmed_width = width;
+            memset(c + n->confirm.width, 0, (size_t)(width - n->confirm.width) * sizeof *c);
+            n->confirm.clock = c;
+            n->confirm.width = width;
         }
-        uv_mutex_unlock(&n->confirm_lock);
+        uv_mutex_unlock(&n->confirm.lock);
         if (!c) {
             free(sc);
             free(rc2);
@@ -111,15 +111,15 @@ int cc__node_grow(cc_node *n, uint32_t width) {
         }
     }
     if (sc) {
-        n->retired[n->nretired++] = n->sendclock;
-        n->retired[n->nretired++] = n->scratch_clock;
-        n->sendclock = sc;
-        n->scratch_clock = rc2;
-        n->clock_room = room;
+        n->clocks.retired[n->clocks.nretired++] = n->clocks.send;
+        n->clocks.retired[n->clocks.nretired++] = n->clocks.scratch;
+        n->clocks.send = sc;
+        n->clocks.scratch = rc2;
+        n->clocks.room = room;
     } else {
         /* Within the room: the new entries read as 0, as in fresh buffers. */
-        memset(n->sendclock + n->width, 0, (size_t)(width - n->width) * sizeof *sc);
-        memset(n->scratch_clock + n->width, 0, (size_t)(width - n->width) * sizeof *rc2);
+        memset(n->clocks.send + n->width, 0, (size_t)(width - n->width) * sizeof *sc);
+        memset(n->clocks.scratch + n->width, 0, (size_t)(width - n->width) * sizeof *rc2);
     }
     n->width = width;
     node_sync_stats(n);
@@ -200,7 +200,7 @@ size_t cc__node_members_payload(cc_node *n, uint8_t *out, size_t cap) {
 }
 
 void cc__node_announce(cc_node *n) {
-    for (node_conn *c = n->conns; c; c = c->next) {
+    for (node_conn *c = n->links.conns; c; c = c->next) {
         if (c->state != CONN_UP)
             continue;
         size_t len = cc__node_members_payload(n, NULL, 0);
@@ -260,14 +260,14 @@ void cc__node_peer_up(cc_node *n, node_conn *c) {
     p->conn = c;
     c->state = CONN_UP;
     if (!c->dialer)
-        n->nhandshaking--;
+        n->links.nhandshaking--;
     if (c->peer_width > n->width)
         cc__node_grow(n, c->peer_width); /* on_hello refused a HELLO wider than max_width */
-    uint64_t has = c->peer_has < n->log_hi ? c->peer_has : n->log_hi;
+    uint64_t has = c->peer_has < n->log.hi ? c->peer_has : n->log.hi;
     if (has > p->acked)
         p->acked = has;
-    c->next_send = has + 1 > n->log_lo ? has + 1 : n->log_lo;
-    uint64_t again_hi = p->sent_hi < n->log_hi ? p->sent_hi : n->log_hi;
+    c->next_send = has + 1 > n->log.lo ? has + 1 : n->log.lo;
+    uint64_t again_hi = p->sent_hi < n->log.hi ? p->sent_hi : n->log.hi;
     if (again_hi >= c->next_send)
         node_bump(&n->stats.resent, again_hi - c->next_send + 1);
     if (p->ever_up)

@@ -35,7 +35,7 @@ static int on_frame(node_conn *c, const cc_frame *f) {
     switch (f->type) {
     case CC_FRAME_MESSAGE: return cc__node_on_message(n, c, f);
     case CC_FRAME_ACK: {
-        uint64_t a = f->seq < n->log_hi ? f->seq : n->log_hi;
+        uint64_t a = f->seq < n->log.hi ? f->seq : n->log.hi;
         if (a > c->peer->acked) {
             c->peer->acked = a;
             cc__node_trim(n);
@@ -99,7 +99,7 @@ static void conn_process(node_conn *c) {
                 c->stuck_since = uv_now(cc_loop_uv(n->loop));
             c->paused = 1;
             c->pause_progress = n->progress;
-            n->npaused++;
+            n->links.npaused++;
             uv_read_stop((uv_stream_t *)&c->tcp);
             break;
         }
@@ -194,17 +194,17 @@ void cc__link_after_io(cc_node *n) {
     if (n->closing)
         return;
     cc__node_save_state(n);
-    for (node_conn *c = n->conns; c && !n->closing; c = c->next) {
+    for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
         if (c->state == CONN_UP && c->ack_sent != cc__node_has(n, c->slot))
             cc__link_flush(c);
     }
-    while (n->npaused && !n->closing) {
+    while (n->links.npaused && !n->closing) {
         int resumed = 0;
-        for (node_conn *c = n->conns; c && !n->closing; c = c->next) {
+        for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
             if (!c->paused || c->state == CONN_CLOSING || c->pause_progress == n->progress)
                 continue;
             c->paused = 0;
-            n->npaused--;
+            n->links.npaused--;
             resumed = 1;
             /* Unread while paused: its silence starts now, not at the last read. */
             c->last_rx = uv_now(cc_loop_uv(n->loop));
@@ -215,7 +215,7 @@ void cc__link_after_io(cc_node *n) {
         if (!resumed)
             break;
         cc__node_save_state(n);
-        for (node_conn *c = n->conns; c && !n->closing; c = c->next) {
+        for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
             if (c->state == CONN_UP && c->ack_sent != cc__node_has(n, c->slot))
                 cc__link_flush(c);
         }

@@ -43,7 +43,7 @@
 #define LOG_REWRITE (16u << 20)
 
 static int path_of(const cc_node *n, const char *name, char *out, size_t cap) {
-    int r = snprintf(out, cap, "%s/%s", n->state_dir, name);
+    int r = snprintf(out, cap, "%s/%s", n->folder.dir, name);
     return r > 0 && (size_t)r < cap;
 }
 
@@ -97,9 +97,9 @@ static int write_entries(cc_node *n, int fd, uint64_t from, uint64_t to, uint64_
 }
 
 int cc__node_append_log(cc_node *n, uint64_t from, uint64_t to) {
-    if (n->state_fd_log < 0 || from > to)
+    if (n->folder.log_fd < 0 || from > to)
         return CC_OK;
-    return write_entries(n, n->state_fd_log, from, to, &n->log_file_bytes) ? CC_OK : CC_ESYS;
+    return write_entries(n, n->folder.log_fd, from, to, &n->folder.log_bytes) ? CC_OK : CC_ESYS;
 }
 
 static int write_state(cc_node *n) {
@@ -114,8 +114,8 @@ static int write_state(cc_node *n) {
     wire_wr32(buf + 4, STATE_VERSION);
     wire_wr32(buf + 8, n->cfg.self);
     wire_wr32(buf + 12, n->width);
-    wire_wr64(buf + 16, n->log_hi);
-    wire_wr64(buf + 24, n->log_lo);
+    wire_wr64(buf + 16, n->log.hi);
+    wire_wr64(buf + 24, n->log.lo);
     for (uint32_t k = 0; k < n->width; k++)
         wire_wr64(buf + STATE_HEAD + (size_t)k * 8, cc__node_handed(n, k));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -137,7 +137,7 @@ static void rewrite_log(cc_node *n) {
     if (fd < 0)
         return;
     uint64_t bytes = 0;
-    if (n->log_lo <= n->log_hi && !write_entries(n, fd, n->log_lo, n->log_hi, &bytes)) {
+    if (n->log.lo <= n->log.hi && !write_entries(n, fd, n->log.lo, n->log.hi, &bytes)) {
         close(fd);
         unlink(tmp);
         return;
@@ -147,59 +147,59 @@ static void rewrite_log(cc_node *n) {
         unlink(tmp);
         return;
     }
-    close(n->state_fd_log);
-    n->state_fd_log = fd;
-    n->log_file_bytes = bytes;
+    close(n->folder.log_fd);
+    n->folder.log_fd = fd;
+    n->folder.log_bytes = bytes;
 }
 
 /* Takes what the application confirmed (cc_node_confirm) into `handed`,
  * capped at what was delivered. */
 static void take_confirmed(cc_node *n) {
     /* Cleared before the read: a confirmation after it wakes the loop again. */
-    if (!atomic_exchange(&n->confirm_dirty, 0))
+    if (!atomic_exchange(&n->confirm.dirty, 0))
         return;
-    uv_mutex_lock(&n->confirm_lock);
-    uint32_t w = n->confirmed_width < n->width ? n->confirmed_width : n->width;
+    uv_mutex_lock(&n->confirm.lock);
+    uint32_t w = n->confirm.width < n->width ? n->confirm.width : n->width;
     for (uint32_t k = 0; k < w; k++) {
-        uint64_t v = n->confirmed[k];
-        uint64_t delivered = k == n->cfg.self ? n->own_delivered : n->engine.local[k];
+        uint64_t v = n->confirm.clock[k];
+        uint64_t delivered = k == n->cfg.self ? n->handed.own : n->engine.local[k];
         if (v > delivered)
             v = delivered;
-        if (v > n->handed[k])
-            n->handed[k] = v;
+        if (v > n->handed.clock[k])
+            n->handed.clock[k] = v;
     }
-    uv_mutex_unlock(&n->confirm_lock);
-    n->handed_moves++;
+    uv_mutex_unlock(&n->confirm.lock);
+    n->handed.moves++;
 }
 
 void cc__node_save_state(cc_node *n) {
-    if (!n->state_dir)
+    if (!n->folder.dir)
         return;
-    if (n->handed)
+    if (n->handed.clock)
         take_confirmed(n);
     /* Without `confirm` every delivery moves the handed-over clock. */
-    uint64_t moves = n->progress + n->handed_moves;
-    if (n->saved_once && n->saved_progress == moves && n->saved_log_lo == n->log_lo &&
-        n->saved_log_hi == n->log_hi)
+    uint64_t moves = n->progress + n->handed.moves;
+    if (n->folder.saved && n->folder.saved_moves == moves && n->folder.saved_lo == n->log.lo &&
+        n->folder.saved_hi == n->log.hi)
         return; /* nothing new since the last write */
     if (write_state(n) != CC_OK)
         return; /* keep acknowledging only what the folder holds */
-    n->saved_once = 1;
-    n->saved_progress = moves;
-    n->saved_log_lo = n->log_lo;
-    n->saved_log_hi = n->log_hi;
-    uint64_t own = n->durable[n->cfg.self];
+    n->folder.saved = 1;
+    n->folder.saved_moves = moves;
+    n->folder.saved_lo = n->log.lo;
+    n->folder.saved_hi = n->log.hi;
+    uint64_t own = n->folder.durable[n->cfg.self];
     for (uint32_t k = 0; k < n->width; k++)
-        n->durable[k] = cc__node_handed(n, k);
+        n->folder.durable[k] = cc__node_handed(n, k);
     /* Own entries the folder now records as handed over may go. */
-    if (n->durable[n->cfg.self] != own && !n->closing)
+    if (n->folder.durable[n->cfg.self] != own && !n->closing)
         cc__node_trim(n);
     /* The state now records the sequence, so the log may shrink. */
-    if (n->state_fd_log >= 0 && n->log_file_bytes > 0) {
-        if (n->log_lo > n->log_hi) {
-            if (ftruncate(n->state_fd_log, 0) == 0)
-                n->log_file_bytes = 0;
-        } else if (n->log_file_bytes > LOG_REWRITE) {
+    if (n->folder.log_fd >= 0 && n->folder.log_bytes > 0) {
+        if (n->log.lo > n->log.hi) {
+            if (ftruncate(n->folder.log_fd, 0) == 0)
+                n->folder.log_bytes = 0;
+        } else if (n->folder.log_bytes > LOG_REWRITE) {
             rewrite_log(n);
         }
     }
@@ -233,9 +233,9 @@ static uint8_t *read_file(const char *path, size_t *len) {
  * say what they have), and starts the re-delivery of those after the
  * handed-over clock. */
 int cc__node_load_state(cc_node *n) {
-    if (!n->state_dir)
+    if (!n->folder.dir)
         return CC_OK;
-    if (mkdir(n->state_dir, 0700) != 0 && errno != EEXIST)
+    if (mkdir(n->folder.dir, 0700) != 0 && errno != EEXIST)
         return CC_ESYS;
     char path[4096];
     if (!path_of(n, "state", path, sizeof path))
@@ -296,7 +296,7 @@ int cc__node_load_state(cc_node *n) {
                 wide = f.width;
             /* The ring cell is the window's count; the frame is the log's copy. */
             node_bcast *b = cc__node_take_cell(n);
-            log_entry *e = node_log(n, f.seq);
+            log_entry *e = node_entry(n, f.seq);
             e->b = b;
             e->ck = NULL;
             e->len = 0;
@@ -319,19 +319,19 @@ int cc__node_load_state(cc_node *n) {
         if (rc != CC_OK)
             return rc;
         if (first && prev == seq) {
-            n->log_lo = first;
+            n->log.lo = first;
         } else {
             /* Nothing held (or a gap we cannot fill): release what was loaded. */
             if (first) {
                 cc__node_release_log(n, first, prev);
                 cc__node_publish_released(n);
             }
-            n->log_lo = seq + 1;
+            n->log.lo = seq + 1;
         }
     } else {
-        n->log_lo = seq + 1;
+        n->log.lo = seq + 1;
     }
-    n->log_hi = seq;
+    n->log.hi = seq;
     /* Own broadcasts after the handed-over clock are delivered again, from
      * the log. The log holds them (entries stay until handed over and
      * written); if a damaged or older folder does not, those it lacks count
@@ -340,13 +340,13 @@ int cc__node_load_state(cc_node *n) {
     uint32_t self = n->cfg.self;
     if (local[self] > seq)
         local[self] = seq;
-    if (local[self] < seq && (n->log_lo > n->log_hi || n->log_lo > local[self] + 1))
-        local[self] = n->log_lo <= n->log_hi ? n->log_lo - 1 : seq;
-    n->own_delivered = local[self];
-    if (n->handed)
-        memcpy(n->handed, local, (size_t)n->width * sizeof(uint64_t));
+    if (local[self] < seq && (n->log.lo > n->log.hi || n->log.lo > local[self] + 1))
+        local[self] = n->log.lo <= n->log.hi ? n->log.lo - 1 : seq;
+    n->handed.own = local[self];
+    if (n->handed.clock)
+        memcpy(n->handed.clock, local, (size_t)n->width * sizeof(uint64_t));
     if (local[self] < seq) {
-        n->replaying = 1;
+        n->replay.on = 1;
         cc__node_replay_next(n); /* the engine is fresh: the first goes in */
     }
 
@@ -359,8 +359,8 @@ int cc__node_load_state(cc_node *n) {
         close(fd);
         return CC_ESYS;
     }
-    n->state_fd_log = fd;
-    n->log_file_bytes = good;
-    memcpy(n->durable, n->engine.local, (size_t)n->width * sizeof(uint64_t));
+    n->folder.log_fd = fd;
+    n->folder.log_bytes = good;
+    memcpy(n->folder.durable, n->engine.local, (size_t)n->width * sizeof(uint64_t));
     return CC_OK;
 }

@@ -69,12 +69,12 @@ void cc__link_flush(node_conn *c) {
         uint64_t have = cc__node_has(n, c->slot);
         if (c->ack_sent != have && cc__link_ctl_frame(c, CC_FRAME_ACK, have, NULL, 0) == CC_OK)
             c->ack_sent = have;
-        if (c->next_send < n->log_lo)
-            c->next_send = n->log_lo; /* acknowledged over an earlier connection */
+        if (c->next_send < n->log.lo)
+            c->next_send = n->log.lo; /* acknowledged over an earlier connection */
     }
     if (c->hb_due) {
         c->hb_due = 0;
-        if (c->ctl_len[c->ctl_cur] == 0 && !(c->state == CONN_UP && c->next_send <= n->log_hi))
+        if (c->ctl_len[c->ctl_cur] == 0 && !(c->state == CONN_UP && c->next_send <= n->log.hi))
             cc__link_ctl_frame(c, CC_FRAME_HEARTBEAT, 0, NULL, 0);
     }
     for (;;) {
@@ -88,7 +88,7 @@ void cc__link_flush(node_conn *c) {
         }
         uint64_t first = c->next_send, seq = first;
         if (c->state == CONN_UP)
-            niov = cc__node_gather(n, &seq, n->log_hi, iov, niov, NODE_IOV, &total);
+            niov = cc__node_gather(n, &seq, n->log.hi, iov, niov, NODE_IOV, &total);
         if (niov == 0)
             return;
         int r = uv_try_write((uv_stream_t *)&c->tcp, iov, niov);
@@ -106,7 +106,7 @@ void cc__link_flush(node_conn *c) {
             c->peer->sent_hi = seq - 1;
         if ((size_t)r == total) {
             c->ctl_len[a] = 0;
-            if (c->state == CONN_UP && seq <= n->log_hi)
+            if (c->state == CONN_UP && seq <= n->log.hi)
                 continue; /* more than one batch of the log to send */
             return;
         }
@@ -142,7 +142,7 @@ void cc__link_flush(node_conn *c) {
 }
 
 void cc__link_flush_all(cc_node *n) {
-    for (node_conn *c = n->conns; c && !n->closing; c = c->next) {
+    for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
         if (c->state == CONN_UP)
             cc__link_flush(c);
     }
