@@ -98,7 +98,7 @@ static int feed(run *r, node_conn *c, size_t from, size_t to) {
         from += took;
         if (took < k) {
             /* Closed, or paused at a frame it cannot take yet; never out of room. */
-            CHECK(c->state == CONN_CLOSING || c->node->closing || c->paused);
+            CHECK(c->state == CONN_CLOSING || node_is(c->node, NODE_CLOSING) || c->paused);
             return 0;
         }
     }

@@ -104,7 +104,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
     atomic_init(&n->ring.released, 0);
     atomic_init(&n->ring.awake, 0);
     atomic_init(&n->ring.want_room, 0);
-    atomic_init(&n->closed, 0);
+    atomic_init(&n->life, 0);
     atomic_init(&n->confirm.dirty, 0);
     atomic_init(&n->port, 0);
     n->folder.log_fd = -1;
@@ -208,7 +208,7 @@ int cc_node_start(cc_loop *loop, const cc_node_config *config, const cc_node_pee
 static int push_req(cc_node *n, node_req *r) {
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
-    if (!atomic_load(&n->closed)) {
+    if (!node_closed(n)) {
         while ((rc = cc_queue_push(&n->queue, r)) == CC_EFULL)
             sched_yield(); /* more than 64 requests at once: rare, and the loop is draining */
         if (rc == CC_OK)
@@ -238,7 +238,7 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
     /* Seq-cst increment, then the closed check: pairs with cc__node_begin_close. */
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
-    if (!atomic_load(&n->closed)) {
+    if (!node_closed(n)) {
         uint64_t pos = atomic_load_explicit(&n->ring.tail, memory_order_relaxed);
         for (;;) {
             /* Acquire: pairs with cc__node_publish_released; the loop is done
@@ -249,7 +249,8 @@ int cc_node_broadcast(cc_node *n, const void *payload, size_t length, uint8_t le
                  * pattern with notify_released: either this load sees a
                  * release, or the loop sees the request). */
                 atomic_store_explicit(&n->ring.want_room, 1, memory_order_seq_cst);
-                if (pos - atomic_load_explicit(&n->ring.released, memory_order_seq_cst) >= n->cfg.send_window) {
+                uint64_t released = atomic_load_explicit(&n->ring.released, memory_order_seq_cst);
+                if (pos - released >= n->cfg.send_window) {
                     rc = CC_EFULL; /* send_window broadcasts not yet acknowledged by everyone */
                     break;
                 }
@@ -291,7 +292,7 @@ int cc_node_confirm(cc_node *n, const uint64_t *clock, size_t count) {
         return CC_OK; /* no state folder: nothing to write */
     atomic_fetch_add(&n->users, 1);
     int rc = CC_ECLOSED;
-    if (!atomic_load(&n->closed)) {
+    if (!node_closed(n)) {
         rc = CC_OK;
         uv_mutex_lock(&n->confirm.lock);
         uint64_t *c = n->confirm.clock;
@@ -321,7 +322,7 @@ int cc_node_add_peer(cc_node *n, const cc_node_peer *peer) {
     if (rc != CC_OK)
         return rc;
     if (cc_loop_on_thread(n->loop)) {
-        if (n->closing || n->close_begun)
+        if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
             return CC_ECLOSED;
         rc = cc__node_add_peer(n, peer, 1, 1);
         if (rc == CC_OK)
@@ -335,7 +336,7 @@ int cc_node_add_peer(cc_node *n, const cc_node_peer *peer) {
 int cc__node_drop_connections(cc_node *n) {
     node_req r = {.kind = REQ_DROP};
     if (cc_loop_on_thread(n->loop)) {
-        if (n->closing)
+        if (node_is(n, NODE_CLOSING))
             return CC_ECLOSED;
         for (node_conn *c = n->links.conns; c; c = c->next)
             cc__link_close(c, c->state == CONN_UP ? CC_NODE_PEER_DOWN : 0, CC_ECLOSED, "connection dropped");
@@ -387,13 +388,14 @@ int cc_node_close(cc_node *n) {
     if (!n)
         return CC_EINVAL;
     if (cc_loop_on_thread(n->loop)) {
-        if (n->closing || n->close_begun || atomic_exchange(&n->closed, 1))
+        if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN) ||
+            (atomic_fetch_or(&n->life, NODE_CLOSED) & NODE_CLOSED))
             return CC_ECLOSED;
         cc__node_begin_close(n);
         return CC_OK;
     }
     atomic_fetch_add(&n->users, 1);
-    int rc = atomic_exchange(&n->closed, 1) ? CC_ECLOSED : CC_OK;
+    int rc = atomic_fetch_or(&n->life, NODE_CLOSED) & NODE_CLOSED ? CC_ECLOSED : CC_OK;
     if (rc == CC_OK)
         uv_async_send(&n->async); /* the loop sees closed and closes everything */
     atomic_fetch_sub_explicit(&n->users, 1, memory_order_release);

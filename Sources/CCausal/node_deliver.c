@@ -63,7 +63,7 @@ static void deliver_one(cc_node *n, const rxmsg *r) {
 
 void cc__node_drain(cc_node *n) {
     cc_msg *m;
-    while (!n->closing && (m = cc_delivery_next(&n->engine)) != NULL) {
+    while (!node_is(n, NODE_CLOSING) && (m = cc_delivery_next(&n->engine)) != NULL) {
         rxmsg *r = (rxmsg *)m;
         node_set(&n->stats.pending, n->engine.pending);
         deliver_one(n, r);
@@ -202,7 +202,8 @@ size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avai
         uint32_t width = wire_rd32(f + 12);
         if (total > avail - off || total > max_frame || f[4] != CC_FRAME_VERSION || f[5] != CC_FRAME_MESSAGE ||
             level < CC_LEVEL_LOW || level > CC_LEVEL_CRITICAL || f[7] != 0 /* dense, no reserved flag */ ||
-            wire_rd32(f + 8) != sender || sender >= width || width > n->width || wire_rd32(f + 16) != width)
+            wire_rd32(f + 8) != sender || sender >= width || width > n->width ||
+            wire_rd32(f + 16) != width)
             break;
         uint64_t clock_bytes = (uint64_t)width * 8;
         if (length < CC_FRAME_HEADER_SIZE - 4 || clock_bytes > (uint64_t)length - (CC_FRAME_HEADER_SIZE - 4))
@@ -225,7 +226,7 @@ size_t cc__node_fast_run(cc_node *n, node_conn *c, const uint8_t *p, size_t avai
         node_bump(&n->stats.delivered, 1);
         off += (size_t)total;
         n->cb.deliver(n->cb.ctx, &m);
-        if (c->state == CONN_CLOSING || n->closing)
+        if (c->state == CONN_CLOSING || node_is(n, NODE_CLOSING))
             break;
     }
     return off;

@@ -112,7 +112,8 @@ static uint64_t stamp(cc_node *n, node_bcast *b) {
 static void handle_req(cc_node *n, node_req *r) {
     switch (r->kind) {
     case REQ_ADD_PEER:
-        r->rc = n->closing || n->close_begun ? CC_ECLOSED : cc__node_add_peer(n, &r->peer, 1, 1);
+        r->rc = node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN) ? CC_ECLOSED
+                                                             : cc__node_add_peer(n, &r->peer, 1, 1);
         if (r->rc == CC_OK)
             cc__node_announce(n);
         break;
@@ -133,14 +134,14 @@ static void handle_req(cc_node *n, node_req *r) {
  * many items it took. */
 size_t cc__node_process_queue(cc_node *n, size_t budget, int final, size_t *sends) {
     size_t done = 0;
-    while (done < budget && !n->closing) {
-        if (!final && atomic_load_explicit(&n->closed, memory_order_relaxed))
+    while (done < budget && !node_is(n, NODE_CLOSING)) {
+        if (!final && node_is(n, NODE_CLOSED))
             break;
         /* Nothing is delivered or sent before the state folder has it: a
          * restart must not give a sequence a second meaning. */
         uint64_t first = n->log.hi + 1;
         size_t k = 0;
-        for (; k < BATCH && !n->closing; k++) {
+        for (; k < BATCH && !node_is(n, NODE_CLOSING); k++) {
             node_bcast *b = node_cell(n, n->log.taken);
             /* Acquire: pairs with the producer's publication of the cell. A
              * position claimed but not yet published stops the batch; the
@@ -163,17 +164,17 @@ size_t cc__node_process_queue(cc_node *n, size_t budget, int final, size_t *send
             node_sync_stats(n); /* before the deliver callbacks: they may read the counters */
             cc__node_append_log(n, first, last);
             /* While replaying, these are delivered after the run before them. */
-            for (uint64_t seq = first; seq <= last && !n->closing && !n->replay.on; seq++)
+            for (uint64_t seq = first; seq <= last && !node_is(n, NODE_CLOSING) && !n->replay.on; seq++)
                 cc__node_deliver_own(n, seq);
             cc__node_drain(n); /* heads that waited on our own slot */
-            if (!n->closing)
+            if (!node_is(n, NODE_CLOSING))
                 cc__node_trim(n); /* with no peers the entries go at once */
         }
         size_t nreq = 0;
         node_req *r;
         while (nreq < BATCH && (r = cc_queue_pop(&n->queue)) != NULL) {
             nreq++;
-            if (n->closing || final) {
+            if (node_is(n, NODE_CLOSING) || final) {
                 r->rc = CC_ECLOSED;
                 uv_sem_post(&r->done);
             } else {
@@ -193,9 +194,9 @@ size_t cc__node_process_queue(cc_node *n, size_t budget, int final, size_t *send
 static size_t take_handed_over(cc_node *n) {
     size_t sends = 0;
     size_t done = cc__node_process_queue(n, BUDGET, 0, &sends);
-    if (n->closing || n->close_begun)
+    if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
         return done;
-    if (atomic_load(&n->closed)) {
+    if (node_closed(n)) {
         cc__node_begin_close(n);
         return done;
     }
@@ -208,14 +209,14 @@ static size_t take_handed_over(cc_node *n) {
 
 void cc__node_on_async(uv_async_t *h) {
     cc_node *n = h->data;
-    if (n->closing || n->close_begun)
+    if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
         return;
     /* on_prepare looks at the ring before the loop sleeps again: until then
      * a broadcast need not wake the loop (see cc_node_broadcast). */
     atomic_store_explicit(&n->ring.awake, 1, memory_order_relaxed);
     if (n->replay.on)
         cc__node_drain(n); /* the first own broadcast to deliver again may be ready at start */
-    if (take_handed_over(n) >= BUDGET && !n->closing && !n->close_begun)
+    if (take_handed_over(n) >= BUDGET && !node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
         uv_async_send(&n->async); /* more: after the I/O that waits */
 }
 
@@ -232,7 +233,7 @@ void cc__node_on_async(uv_async_t *h) {
 void cc__node_on_prepare(uv_prepare_t *h) {
     cc_node *n = h->data;
     size_t done = 0;
-    while (!n->closing && !n->close_begun) {
+    while (!node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN)) {
         atomic_store_explicit(&n->ring.awake, 0, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         if (atomic_load_explicit(&node_cell(n, n->log.taken)->seq, memory_order_acquire) != n->log.taken + 1)

@@ -274,7 +274,10 @@ struct cc_node {
     node_ring ring;
     /* Touched by every producer on every call: alone on its line. */
     _Alignas(CC_CACHE_LINE) _Atomic unsigned users;
-    _Alignas(CC_CACHE_LINE) _Atomic int closed;
+    /* The lifecycle, NODE_* bits: NODE_CLOSED from any thread, the rest
+     * from the loop. Read by producers on every call and by the loop on
+     * every message, written a few times in the node's life. */
+    _Alignas(CC_CACHE_LINE) _Atomic unsigned life;
     _Atomic uint16_t port;
     node_confirm confirm;
     cc_loop *loop;
@@ -301,12 +304,38 @@ struct cc_node {
     uv_async_t async;
     uv_prepare_t prepare; /* before the loop sleeps: takes what producers published without a wake-up */
     int handles; /* open libuv handles; the node is freed when the last closes */
-    int closing, close_begun, start_failed, joined;
     cc__loop_member member;
     node_folder folder;
     node_handed handed;
     node_replay replay;
 };
+
+/* The bits of cc_node.life, in the order they are set. */
+enum {
+    NODE_JOINED = 1,       /* loop: set up, and a member of the loop (cc__loop_join) */
+    NODE_CLOSED = 2,       /* any thread: closing was asked for; producers are refused */
+    NODE_CLOSE_BEGUN = 4,  /* loop: cc__node_begin_close takes what was handed over */
+    NODE_CLOSING = 8,      /* loop: the handles close; nothing more is delivered or reported */
+    NODE_START_FAILED = 16 /* loop: the set-up failed or was cut short: none of the caller's callbacks runs */
+};
+
+/* Loop thread (or, for NODE_CLOSED, any thread that only needs to stop
+ * sooner): any of `bits` set? */
+static inline int node_is(const cc_node *n, unsigned bits) {
+    return (atomic_load_explicit(&((cc_node *)n)->life, memory_order_relaxed) & bits) != 0;
+}
+
+/* Loop thread: sets lifecycle bits (an atomic or: NODE_CLOSED may come from
+ * another thread at the same time). */
+static inline void node_mark(cc_node *n, unsigned bits) {
+    atomic_fetch_or_explicit(&n->life, bits, memory_order_relaxed);
+}
+
+/* Any thread: NODE_CLOSED, sequentially consistent: after an increment of
+ * `users`, either this sees the close or the closing loop sees the user. */
+static inline int node_closed(cc_node *n) {
+    return (atomic_load(&n->life) & NODE_CLOSED) != 0;
+}
 
 /* The handed-over clock's entry for `slot` (state folder only). */
 static inline uint64_t cc__node_handed(const cc_node *n, uint32_t slot) {

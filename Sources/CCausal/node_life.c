@@ -46,7 +46,7 @@ int cc__node_setup(void *arg) {
     if (rc != CC_OK) {
         /* Close what was opened; the node is freed in the last close
          * callback, and no callback of the caller's runs. */
-        n->start_failed = 1;
+        node_mark(n, NODE_START_FAILED);
         cc__node_begin_close(n);
         return rc;
     }
@@ -57,16 +57,16 @@ int cc__node_setup(void *arg) {
     }
     uv_timer_start(&n->links.timer, cc__link_on_timer, n->links.tick_ms, n->links.tick_ms);
     n->member.close = on_loop_stop;
-    n->joined = 1;
+    node_mark(n, NODE_JOINED);
     cc__loop_join(n->loop, &n->member);
-    if (n->closing) {
-        n->start_failed = 1; /* the loop is closing and cc__loop_join closed us */
+    if (node_is(n, NODE_CLOSING)) {
+        node_mark(n, NODE_START_FAILED); /* the loop is closing and cc__loop_join closed us */
         return CC_ECLOSED;
     }
     cc__node_emit(n, CC_NODE_LISTENING, UINT32_MAX, 0, "listening", NULL);
     if (n->replay.on)
         uv_async_send(&n->async); /* deliveries start on the loop, after cc_node_start returns */
-    for (uint32_t s = n->cfg.self + 1; s < n->width && !n->closing; s++) {
+    for (uint32_t s = n->cfg.self + 1; s < n->width && !node_is(n, NODE_CLOSING); s++) {
         if (n->peers[s])
             cc__link_dial(n, n->peers[s]);
     }
@@ -114,7 +114,7 @@ void cc__node_free(cc_node *n) {
 
 static void finish_close(cc_node *n) {
     wait_for_users(n);
-    if (n->joined)
+    if (node_is(n, NODE_JOINED))
         cc__loop_member_closed(n->loop, &n->member);
     /* Nobody can push any more: fail the requests still queued (their
      * callers wait on them). Broadcast cells die with the ring. */
@@ -123,7 +123,7 @@ static void finish_close(cc_node *n) {
         r->rc = CC_ECLOSED;
         uv_sem_post(&r->done);
     }
-    if (!n->start_failed) {
+    if (!node_is(n, NODE_START_FAILED)) {
         cc__node_save_state(n);
         if (n->cb.closed)
             n->cb.closed(n->cb.ctx);
@@ -132,7 +132,7 @@ static void finish_close(cc_node *n) {
 }
 
 void cc__node_release(cc_node *n) {
-    if (--n->handles == 0 && n->closing)
+    if (--n->handles == 0 && node_is(n, NODE_CLOSING))
         finish_close(n);
 }
 
@@ -141,27 +141,26 @@ void cc__node_handle_closed(uv_handle_t *h) {
 }
 
 void cc__node_begin_close(cc_node *n) {
-    if (n->closing || n->close_begun)
+    if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
         return;
-    n->close_begun = 1;
-    atomic_store(&n->closed, 1);
+    atomic_fetch_or(&n->life, NODE_CLOSE_BEGUN | NODE_CLOSED); /* seq-cst: see node_closed */
     wait_for_users(n); /* nobody is inside uv_async_send on our handle, nor pushing, any more */
-    if (!n->start_failed) {
+    if (!node_is(n, NODE_START_FAILED)) {
         /* A broadcast that returned CC_OK is not dropped: it is stamped,
          * recorded, delivered here and written to the peers still up (with
          * a state folder it is resent after a restart if that write is cut). */
         size_t sends = 0;
         cc__node_process_queue(n, SIZE_MAX, 1, &sends);
-        if (sends && !n->closing)
+        if (sends && !node_is(n, NODE_CLOSING))
             cc__link_flush_all(n);
-        if (!n->closing)
+        if (!node_is(n, NODE_CLOSING))
             cc__node_save_state(n);
     }
-    n->closing = 1;
+    node_mark(n, NODE_CLOSING);
     for (node_conn *c = n->links.conns; c; c = c->next)
         cc__link_close(c, 0, 0, NULL);
-    uv_handle_t *own[4] = {(uv_handle_t *)&n->links.listener, (uv_handle_t *)&n->links.timer, (uv_handle_t *)&n->prepare,
-                           (uv_handle_t *)&n->async};
+    uv_handle_t *own[4] = {(uv_handle_t *)&n->links.listener, (uv_handle_t *)&n->links.timer,
+                           (uv_handle_t *)&n->prepare, (uv_handle_t *)&n->async};
     for (int i = 0; i < 4; i++) {
         if (own[i]->data == n && !uv_is_closing(own[i]))
             uv_close(own[i], cc__node_handle_closed);

@@ -79,7 +79,7 @@ void cc__link_close(node_conn *c, int event, int code, const char *reason) {
         p->conn = NULL;
         if (was == CONN_UP)
             atomic_fetch_sub_explicit(&n->stats.peers_up, 1, memory_order_relaxed);
-        if (n->cfg.self < p->addr.slot && !n->closing) {
+        if (n->cfg.self < p->addr.slot && !node_is(n, NODE_CLOSING)) {
             p->dial_at = uv_now(cc_loop_uv(n->loop)) + p->backoff;
             p->backoff = p->backoff * 2 > n->cfg.reconnect_max_ms ? n->cfg.reconnect_max_ms : p->backoff * 2;
         }
@@ -87,7 +87,7 @@ void cc__link_close(node_conn *c, int event, int code, const char *reason) {
     /* Close first, report after: a callback that closes the node finds this
      * connection already closing. Its memory lives until on_conn_closed. */
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-    if (n->closing || !event)
+    if (node_is(n, NODE_CLOSING) || !event)
         return;
     if (was == CONN_UP) {
         if (event == CC_NODE_PROTOCOL) {
@@ -125,7 +125,7 @@ static void evict_oldest(cc_node *n) {
 
 static void on_connection(uv_stream_t *server, int status) {
     cc_node *n = server->data;
-    if (status < 0 || n->closing)
+    if (status < 0 || node_is(n, NODE_CLOSING))
         return;
     node_conn *c = conn_new(n);
     if (!c)
@@ -166,7 +166,7 @@ int cc__link_listen(cc_node *n) {
 
 static void on_connect(uv_connect_t *req, int status) {
     node_conn *c = req->data;
-    if (status == UV_ECANCELED || c->state == CONN_CLOSING || c->node->closing)
+    if (status == UV_ECANCELED || c->state == CONN_CLOSING || node_is(c->node, NODE_CLOSING))
         return;
     if (status < 0) {
         cc__link_close(c, 0, 0, NULL); /* nobody there yet: retried with backoff, no event */
@@ -180,7 +180,7 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 void cc__link_dial(cc_node *n, node_peer *p) {
-    if (p->conn || n->closing)
+    if (p->conn || node_is(n, NODE_CLOSING))
         return;
     node_conn *c = conn_new(n);
     if (!c)
@@ -204,7 +204,7 @@ void cc__link_dial(cc_node *n, node_peer *p) {
 /* ---- fuzz hooks (node_internal.h) --------------------------------------- */
 
 node_conn *cc__link_adopt(cc_node *n, int fd) {
-    if (n->closing)
+    if (node_is(n, NODE_CLOSING))
         return NULL;
     node_conn *c = conn_new(n);
     if (!c)
@@ -224,7 +224,7 @@ node_conn *cc__link_adopt(cc_node *n, int fd) {
  * reconnects. Its period is a quarter of the shortest of those intervals. */
 void cc__link_on_timer(uv_timer_t *t) {
     cc_node *n = t->data;
-    if (n->closing)
+    if (node_is(n, NODE_CLOSING))
         return;
     /* A safety net for a lost wake-up: cc__node_on_prepare and
      * cc_node_broadcast see each other's store (node_handoff.c), but
@@ -236,7 +236,7 @@ void cc__link_on_timer(uv_timer_t *t) {
     if (atomic_load_explicit(&node_cell(n, n->log.taken)->seq, memory_order_acquire) == n->log.taken + 1)
         uv_async_send(&n->async);
     uint64_t now = uv_now(cc_loop_uv(n->loop));
-    for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
+    for (node_conn *c = n->links.conns; c && !node_is(n, NODE_CLOSING); c = c->next) {
         if (c->state == CONN_CLOSING)
             continue;
         if (c->state != CONN_UP) {
@@ -264,7 +264,7 @@ void cc__link_on_timer(uv_timer_t *t) {
             cc__link_flush(c);
         }
     }
-    for (uint32_t s = n->cfg.self + 1; s < n->width && !n->closing; s++) {
+    for (uint32_t s = n->cfg.self + 1; s < n->width && !node_is(n, NODE_CLOSING); s++) {
         node_peer *p = n->peers[s];
         if (p && !p->conn && p->dial_at <= now)
             cc__link_dial(n, p);

@@ -23,12 +23,12 @@
  * full either sees this release or is seen here. One load per batch of
  * releases when nobody waits. */
 static void notify_released(cc_node *n) {
-    if (n->closing || n->close_begun)
+    if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
         return;
     if (atomic_load_explicit(&n->ring.want_room, memory_order_seq_cst) &&
         atomic_exchange_explicit(&n->ring.want_room, 0, memory_order_relaxed) && n->cb.room) {
         n->cb.room(n->cb.ctx);
-        if (n->closing || n->close_begun)
+        if (node_is(n, NODE_CLOSING | NODE_CLOSE_BEGUN))
             return; /* the callback closed the node */
     }
     if (n->log.lo > n->log.hi && n->cb.acked)

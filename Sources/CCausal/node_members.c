@@ -10,7 +10,7 @@
 
 void cc__node_emit(cc_node *n, cc_node_event_kind kind, uint32_t slot, int code, const char *reason,
                    const char *address) {
-    if (!n->cb.event || n->closing)
+    if (!n->cb.event || node_is(n, NODE_CLOSING))
         return;
     cc_node_event e = {.kind = kind,
                        .slot = slot,
@@ -163,7 +163,7 @@ int cc__node_add_peer(cc_node *n, const cc_node_peer *p, int announce, int confi
     if (!announce)
         return CC_OK; /* start-up peers: not news */
     cc__node_emit(n, CC_NODE_MEMBER_ADDED, p->slot, 0, "member added", NULL);
-    if (n->closing)
+    if (node_is(n, NODE_CLOSING))
         return CC_OK;
     if (n->cfg.self < p->slot)
         cc__link_dial(n, np);
@@ -246,7 +246,7 @@ int cc__node_on_members(cc_node *n, node_conn *c, const uint8_t *p, size_t len) 
             return CC_EWIDTH; /* a member past the widest group we accept */
         if (cc__node_add_peer(n, &peer, 1, 0) == CC_OK)
             added++;
-        if (n->closing || c->state == CONN_CLOSING)
+        if (node_is(n, NODE_CLOSING) || c->state == CONN_CLOSING)
             return CC_OK;
     }
     (void)added;
@@ -287,10 +287,10 @@ void cc__node_peer_up(cc_node *n, node_conn *c) {
         free(buf);
     }
     cc__node_emit(n, CC_NODE_PEER_UP, c->slot, 0, "handshake done", c->addr);
-    if (n->closing || c->state != CONN_UP)
+    if (node_is(n, NODE_CLOSING) || c->state != CONN_UP)
         return;
     cc__node_skip_before(n, c->slot, c->peer_log_lo);
-    if (n->closing || c->state != CONN_UP)
+    if (node_is(n, NODE_CLOSING) || c->state != CONN_UP)
         return;
     cc__node_trim(n);
     cc__link_flush(c);

@@ -70,11 +70,11 @@ static void conn_process(node_conn *c) {
     cc_node *n = c->node;
     size_t off = 0;
     int64_t r = 0;
-    while (c->state != CONN_CLOSING && !n->closing) {
+    while (c->state != CONN_CLOSING && !node_is(n, NODE_CLOSING)) {
         if (c->state == CONN_UP) {
             size_t run = cc__node_fast_run(n, c, c->rbuf + off, c->rlen - off);
             off += run; /* delivered (a callback may have closed the link or the node) */
-            if (c->state == CONN_CLOSING || n->closing)
+            if (c->state == CONN_CLOSING || node_is(n, NODE_CLOSING))
                 return;
         }
         cc_frame f;
@@ -88,7 +88,7 @@ static void conn_process(node_conn *c) {
             return;
         }
         int h = on_frame(c, &f);
-        if (h == NODE_FRAME_CLOSED || c->state == CONN_CLOSING || n->closing)
+        if (h == NODE_FRAME_CLOSED || c->state == CONN_CLOSING || node_is(n, NODE_CLOSING))
             return;
         if (h == NODE_FRAME_PAUSE) {
             /* Not accepted, so not acknowledged: the frame stays in the
@@ -147,7 +147,7 @@ void cc__link_received(node_conn *c, size_t nread) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     node_conn *c = s->data;
     cc_node *n = c->node;
-    if (c->state == CONN_CLOSING || n->closing)
+    if (c->state == CONN_CLOSING || node_is(n, NODE_CLOSING))
         return;
     if (nread < 0) {
         int up = c->state == CONN_UP;
@@ -191,16 +191,16 @@ void cc__link_start_reading(node_conn *c) {
  * acknowledged, send the acknowledgements (one per connection per batch, not
  * one per message) and let paused readers retry once deliveries freed room. */
 void cc__link_after_io(cc_node *n) {
-    if (n->closing)
+    if (node_is(n, NODE_CLOSING))
         return;
     cc__node_save_state(n);
-    for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
+    for (node_conn *c = n->links.conns; c && !node_is(n, NODE_CLOSING); c = c->next) {
         if (c->state == CONN_UP && c->ack_sent != cc__node_has(n, c->slot))
             cc__link_flush(c);
     }
-    while (n->links.npaused && !n->closing) {
+    while (n->links.npaused && !node_is(n, NODE_CLOSING)) {
         int resumed = 0;
-        for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
+        for (node_conn *c = n->links.conns; c && !node_is(n, NODE_CLOSING); c = c->next) {
             if (!c->paused || c->state == CONN_CLOSING || c->pause_progress == n->progress)
                 continue;
             c->paused = 0;
@@ -209,13 +209,13 @@ void cc__link_after_io(cc_node *n) {
             /* Unread while paused: its silence starts now, not at the last read. */
             c->last_rx = uv_now(cc_loop_uv(n->loop));
             conn_process(c);
-            if (!c->paused && c->state != CONN_CLOSING && !n->closing)
+            if (!c->paused && c->state != CONN_CLOSING && !node_is(n, NODE_CLOSING))
                 uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         }
         if (!resumed)
             break;
         cc__node_save_state(n);
-        for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
+        for (node_conn *c = n->links.conns; c && !node_is(n, NODE_CLOSING); c = c->next) {
             if (c->state == CONN_UP && c->ack_sent != cc__node_has(n, c->slot))
                 cc__link_flush(c);
         }
@@ -228,7 +228,7 @@ size_t cc__link_feed(node_conn *c, const uint8_t *p, size_t len) {
     cc_node *n = c->node;
     size_t fed = 0;
     /* A paused link has stopped reading: the rest would wait in the socket. */
-    while (fed < len && c->state != CONN_CLOSING && !n->closing && !c->paused) {
+    while (fed < len && c->state != CONN_CLOSING && !node_is(n, NODE_CLOSING) && !c->paused) {
         size_t k = c->rcap - c->rlen; /* on_alloc's buffer */
         if (k == 0)
             break; /* libuv would fail the read with UV_ENOBUFS */

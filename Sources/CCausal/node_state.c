@@ -192,7 +192,7 @@ void cc__node_save_state(cc_node *n) {
     for (uint32_t k = 0; k < n->width; k++)
         n->folder.durable[k] = cc__node_handed(n, k);
     /* Own entries the folder now records as handed over may go. */
-    if (n->folder.durable[n->cfg.self] != own && !n->closing)
+    if (n->folder.durable[n->cfg.self] != own && !node_is(n, NODE_CLOSING))
         cc__node_trim(n);
     /* The state now records the sequence, so the log may shrink. */
     if (n->folder.log_fd >= 0 && n->folder.log_bytes > 0) {

@@ -46,7 +46,7 @@ static void on_write(uv_write_t *req, int status) {
     c->wr_busy = 0;
     c->wr_lo = UINT64_MAX;
     c->ctl_len[c->ctl_cur ^ 1] = 0; /* the buffer that was in flight */
-    if (n->closing)
+    if (node_is(n, NODE_CLOSING))
         return;
     if (c->state == CONN_CLOSING) {
         cc__node_trim(n); /* entries it held may go now */
@@ -63,7 +63,7 @@ static void on_write(uv_write_t *req, int status) {
 
 void cc__link_flush(node_conn *c) {
     cc_node *n = c->node;
-    if (c->state == CONN_CONNECTING || c->state == CONN_CLOSING || c->wr_busy || n->closing)
+    if (c->state == CONN_CONNECTING || c->state == CONN_CLOSING || c->wr_busy || node_is(n, NODE_CLOSING))
         return;
     if (c->state == CONN_UP) {
         uint64_t have = cc__node_has(n, c->slot);
@@ -142,7 +142,7 @@ void cc__link_flush(node_conn *c) {
 }
 
 void cc__link_flush_all(cc_node *n) {
-    for (node_conn *c = n->links.conns; c && !n->closing; c = c->next) {
+    for (node_conn *c = n->links.conns; c && !node_is(n, NODE_CLOSING); c = c->next) {
         if (c->state == CONN_UP)
             cc__link_flush(c);
     }
