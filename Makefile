@@ -121,7 +121,7 @@ test-fuzz: fuzz-build
 # Two passes: the in-process suites in parallel, then the suites that start `ucp` processes or
 # load the machine (process faults, 10,000 queued jobs, the demo) one at a time, so that on two
 # cores they do not starve the heartbeat-timed suites of CPU.
-SERIAL_SUITES = FaultTests|PartitionTests|ClusterDemoTests|ClientCommandTests|EmergencyQueueTests|UploadStormTests|ResultIntegrityTests|ResultRedeliveryTests|EarlyAnswerTests|DispatchWindowTests|HostileHeaderTests
+SERIAL_SUITES = FaultTests|PartitionTests|ClusterDemoTests|ClientCommandTests|EmergencyQueueTests|UploadStormTests|ResultIntegrityTests|ResultRedeliveryTests|EarlyAnswerTests|DispatchWindowTests|HostileHeaderTests|HeaderPropertyTests
 test-swift: deps
 	$(DEBUG_BUILD)
 	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'

@@ -5,6 +5,17 @@ import UCP
 
 @Suite("JobInfo and the other UCP models")
 struct JobInfoTests {
+    @Test("an address with a port outside 0...65535 is refused where it is read", arguments: [65536, -1, Int.max])
+    func addressPort(port: Int) throws {
+        let error = #expect(throws: ModelDecodingError.self) {
+            try UCPJSON.decode(Address.self, from: Data(#"{"host": "127.0.0.1", "port": \#(port)}"#.utf8))
+        }
+        #expect(error?.field == "port")
+        let job = #"{"wasm_bin": "x.wasm", "result_addr": {"host": "127.0.0.1", "port": \#(port)}}"#
+        #expect(throws: (any Error).self) { try UCPJSON.decode(JobInfo.self, from: Data(job.utf8)) }
+        #expect(try UCPJSON.decode(Address.self, from: Data(#"{"host": "h", "port": 65535}"#.utf8)).port == 65535)
+    }
+
     @Test("ids are written as UCP writes them: the lowercased uuidString")
     func ucpString() throws {
         let id = try #require(UUID(uuidString: "E621E1F8-C36C-495A-93FC-0C247A3E6E5F"))

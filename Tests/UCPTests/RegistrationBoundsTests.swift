@@ -25,8 +25,13 @@ struct RegistrationBoundsTests {
                     .PUT, base + "/executors/register", json: executor.registration(port: port, hosts: [long]))
                 #expect(status == .badRequest && body.contains("at most 253"), "\(body)")
 
+                // A port past 65535 is refused where any address is read (422, the field named);
+                // port 0 is a valid address but not a registration's (400).
                 (status, body) = try await send(
                     .PUT, base + "/executors/register", json: executor.registration(port: 70_000))
+                #expect(status == .unprocessableEntity && body.contains("65535"), "\(body)")
+                (status, body) = try await send(
+                    .PUT, base + "/executors/register", json: executor.registration(port: 0))
                 #expect(status == .badRequest && body.contains("65535"), "\(body)")
 
                 // Fifteen loopback addresses where nothing listens, then the executor's own.

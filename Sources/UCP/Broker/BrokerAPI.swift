@@ -182,12 +182,13 @@ public struct BrokerAPI: Sendable {
 
     /// The request's JSON body as `T`.
     ///
-    /// - Throws: ``APIError`` 413 past ``maxJSONBytes``, 422 naming the failing field.
+    /// - Throws: ``APIError`` 413 past ``maxJSONBytes``, 422 naming the failing field; a body cut
+    ///   short is answered 400 by the node's middleware.
     static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: maxJSONBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "the JSON body is larger than \(maxJSONBytes) bytes")
         }
         do {

@@ -136,8 +136,9 @@ public struct DatastoreAPI: Sendable {
     private func put(_ request: Request) async throws -> Response {
         let name = try Self.name(in: request.uri.path, after: "/data/")
         let boundary = try MultipartDataField.boundary(of: request)
-        if let length = request.headers[.contentLength].flatMap({ Int64($0) }),
-            length > store.maxItemBytes + Self.maxFramingBytes
+        // Read as UInt64, the header's whole range: a length past Int64.max is still too large.
+        if let length = request.headers[.contentLength].flatMap({ UInt64($0) }),
+            length > UInt64(clamping: store.maxItemBytes) + UInt64(clamping: Self.maxFramingBytes)
         {
             throw APIError(.contentTooLarge, "\(DatastoreError.tooLarge(name.rawValue, limit: store.maxItemBytes))")
         }

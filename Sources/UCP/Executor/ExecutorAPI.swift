@@ -2,6 +2,7 @@ import Causal
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 
 /// The executor node's HTTP API, UCP's routes plus one extension:
 ///
@@ -103,7 +104,7 @@ public struct ExecutorAPI: Sendable {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: maxEmergencyBytes)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "the emergency notice is larger than \(maxEmergencyBytes) bytes")
         }
         let notice: EmergencyNotice

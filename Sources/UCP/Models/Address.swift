@@ -21,11 +21,18 @@ public struct Address: Sendable, Hashable, Codable {
         case host, port
     }
 
-    /// Decodes UCP's JSON; missing fields take their defaults, wrong types are a `DecodingError`.
+    /// Decodes UCP's JSON; missing fields take their defaults, wrong types and ports outside
+    /// 0...65535 are a `DecodingError`.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         host = try container.decodeIfPresent(String.self, forKey: .host) ?? ""
         port = try container.decodeIfPresent(Int.self, forKey: .port) ?? 0
+        // A port past 65535 would reach a socket address that traps; it is refused here, where
+        // every address from the network is read.
+        guard (0...65535).contains(port) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .port, in: container, debugDescription: "port \(port) is not in 0...65535")
+        }
     }
 }
 

@@ -17,7 +17,7 @@ extension NodeHTTPClient {
             var request = request
             stamp(&request)
             do {
-                return try await http.execute(request, timeout: .init(timeout))
+                return try await execute(request, timeout: timeout)
             } catch {
                 throw NodeCallError(url: request.url, failure: error)
             }

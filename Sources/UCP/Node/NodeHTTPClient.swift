@@ -123,7 +123,7 @@ public final class NodeHTTPClient: Sendable {
         let url = Self.url(address, path)
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request, timeout: .init(timeout ?? defaultTimeout))
+            response = try await execute(request, timeout: timeout ?? defaultTimeout)
         } catch {
             throw NodeCallError(url: url, status: nil, detail: "\(error)")
         }
@@ -153,6 +153,16 @@ public final class NodeHTTPClient: Sendable {
             throw NodeCallError(url: url, status: nil, detail: "\(error)")
         }
         return written
+    }
+
+    /// Executes `request`, after checking the port its URL names: an address read from the
+    /// network (a `result_addr`, a registration) must not reach NIO's socket address with a port
+    /// past 65535, where it traps.
+    func execute(_ request: HTTPClientRequest, timeout: Duration) async throws -> HTTPClientResponse {
+        if let port = URLComponents(string: request.url)?.port, !(1...65535).contains(port) {
+            throw NodeCallError(url: request.url, status: nil, detail: "port \(port) is not in 1...65535")
+        }
+        return try await http.execute(request, timeout: .init(timeout))
     }
 
     /// Stamps `request` with a new event of this node's clock and, with a key, its proof.
@@ -197,7 +207,7 @@ public final class NodeHTTPClient: Sendable {
             var request = request
             stamp(&request)
             do {
-                let response = try await http.execute(request, timeout: .init(timeout ?? defaultTimeout))
+                let response = try await execute(request, timeout: timeout ?? defaultTimeout)
                 return (response, Array(try await response.body.collect(upTo: maxBytes).readableBytesView))
             } catch {
                 throw NodeCallError(url: url, failure: error)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 
 /// What every CausalUCP node serves besides its role's API, and the middleware that keeps its
 /// clock and counts its requests:
@@ -171,6 +172,11 @@ struct ClockMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
+        } catch let error as HTTPParserError {
+            // The client broke its own request (a body shorter than its Content-Length, cut off):
+            // its error, not the node's.
+            response = try APIError(.badRequest, "the request was cut short: \(error)").response(
+                from: request, context: context)
         } catch {
             // Not an HTTP error: Hummingbird would answer 500; answer it here so it is stamped.
             context.logger.error("request failed: \(error)", metadata: ["path": "\(request.uri.path)"])
