@@ -233,21 +233,9 @@ final class LocalCluster: Sendable {
     }
 }
 
-/// A TCP port on 127.0.0.1 free a moment ago (the kernel picks it; it is released at once, so
-/// another process could take it before it is used: good enough for a local cluster).
+/// A TCP port on 127.0.0.1 free a moment ago, outside the kernel's ephemeral range
+/// (``LoopbackPort/free()``): nodes that restart keep it.
 func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw DemoError("socket: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let rc = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(fd, pointer, length) == 0 ? getsockname(fd, pointer, &length) : -1
-        }
-    }
-    guard rc == 0 else { throw DemoError("cannot find a free port: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard let port = LoopbackPort.free() else { throw DemoError("cannot find a free port on 127.0.0.1") }
+    return port
 }

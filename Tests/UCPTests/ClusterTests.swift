@@ -38,7 +38,8 @@ final class TestCluster: @unchecked Sendable {  // mutated only by the test that
     }
 
     func start() async throws {
-        try await startBroker()
+        // A port outside the ephemeral range: the broker restarts on it (see LoopbackPort).
+        try await startBroker(port: try #require(LoopbackPort.free()))
         var store = DatastoreConfiguration(
             host: "127.0.0.1", port: 0, rootdir: folder + "/datastore.d", broker: broker.address,
             heartbeatInterval: .milliseconds(200), maxRetryInterval: .milliseconds(200), logLevel: .warning)

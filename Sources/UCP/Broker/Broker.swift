@@ -55,6 +55,8 @@ public final class Broker: Sendable {
     let now: @Sendable () -> Double
     let startedAt: Double
     let dispatch = Mutex(DispatchState())
+    /// Wakes the maintenance loop when something changed (``markDirty()``).
+    let changes = Wakeup()
     /// The executors found suspected by the last failure detection pass.
     let suspects = Mutex<Set<UUID>>([])
     let gauges: Gauges
@@ -144,6 +146,7 @@ public final class Broker: Sendable {
     /// Asks the background loop for a dispatch pass and a metrics refresh.
     func markDirty() {
         dispatch.withLock { $0.dirty = true }
+        changes.signal()
         federation?.poke()
     }
 
@@ -157,7 +160,19 @@ public final class Broker: Sendable {
     /// Runs the failure detection and dispatch loop until the task is cancelled or the service group shuts
     /// down gracefully; dispatches still running are awaited (each is bounded by
     /// ``BrokerConfiguration/callTimeout`` per executor tried), then the clock is saved.
+    ///
+    /// Event-driven: between two failure-detection ticks the loop sleeps until ``markDirty()``
+    /// (a submission, a completion, a registration, a peer's rows) or a graceful shutdown wakes it.
     public func runMaintenance() async {
+        await withGracefulShutdownHandler {
+            await maintain()
+        } onGracefulShutdown: { [changes] in
+            changes.signal()
+        }
+        saveClock()
+    }
+
+    private func maintain() async {
         var lastTick = -Double.infinity
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -178,10 +193,11 @@ public final class Broker: Sendable {
                     refreshMetrics()
                     saveClock()
                 }
-                try? await Task.sleep(for: .milliseconds(20))
+                let interval = configuration.tickInterval.seconds
+                let untilTick = min(max(lastTick + interval - now(), 0.001), interval)
+                await changes.wait(atMost: .milliseconds(Int(untilTick * 1000)))
             }
         }
-        saveClock()
     }
 
     /// Queued jobs that are neither being dispatched nor waiting for a retry, marked in flight.

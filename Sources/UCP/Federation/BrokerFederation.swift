@@ -66,6 +66,9 @@ public final class BrokerFederation: Sendable {
                     delivered: 0)
             }
         }
+        // Event-driven: the pump wakes when a transaction put rows in the outbox.
+        let wake = self.wake
+        broker.store.observeOutbox { wake.continuation.yield() }
         try broker.store.startReplicating()
     }
 
@@ -134,20 +137,13 @@ public final class BrokerFederation: Sendable {
 
     // MARK: - Loops
 
-    /// Sends the outbox whenever poked (and every 100 ms, for changes made while it was busy).
+    /// Sends the outbox whenever a transaction put rows in it (the store's outbox observer) or
+    /// someone pokes; a wake-up that comes while it sends is kept (the stream buffers one), so no
+    /// change waits for another.
     private func pump() async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [wake] in
-                while !Task.isCancelled && !self.isStopped {
-                    try? await Task.sleep(for: .milliseconds(100))
-                    wake.continuation.yield()
-                }
-            }
-            for await _ in wake.stream {
-                if Task.isCancelled || isStopped { break }
-                await sendOutbox()
-            }
-            group.cancelAll()
+        for await _ in wake.stream {
+            if Task.isCancelled || isStopped { break }
+            await sendOutbox()
         }
     }
 
@@ -165,8 +161,10 @@ public final class BrokerFederation: Sendable {
                 try await send(batch.rows, stamp: stamp)
                 try broker.store.confirmOutbox(through: batch.through)
             } catch {
+                // A timer for the retry, not a poll: the outbox still holds the rows.
                 logger.error("federation: could not send changes; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(200))
+                poke()
                 return
             }
         }

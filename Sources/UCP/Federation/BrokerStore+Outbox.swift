@@ -66,3 +66,43 @@ extension BrokerStore {
         try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM replica_outbox") ?? 0 }
     }
 }
+
+extension BrokerStore {
+    /// Calls `onCommit` after every committed transaction that put rows in the outbox, on the
+    /// thread that committed it; keep it short (the federation's pump only takes note).
+    func observeOutbox(_ onCommit: @escaping @Sendable () -> Void) {
+        pool.add(transactionObserver: OutboxObserver(onCommit: onCommit), extent: .databaseLifetime)
+    }
+}
+
+/// Tells the federation's pump that the outbox has rows to send: GRDB calls it for each insert
+/// into `replica_outbox` (the triggers' and `startReplicating`'s), and it passes on one call per
+/// committed transaction.
+private final class OutboxObserver: TransactionObserver {
+    let onCommit: @Sendable () -> Void
+    private var inserted = false
+
+    init(onCommit: @escaping @Sendable () -> Void) {
+        self.onCommit = onCommit
+    }
+
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool {
+        if case .insert(let table) = eventKind { return table == "replica_outbox" }
+        return false
+    }
+
+    func databaseDidChange(with event: DatabaseEvent) {
+        inserted = true
+        stopObservingDatabaseChangesUntilNextTransaction()
+    }
+
+    func databaseDidCommit(_ db: Database) {
+        guard inserted else { return }
+        inserted = false
+        onCommit()
+    }
+
+    func databaseDidRollback(_ db: Database) {
+        inserted = false
+    }
+}
