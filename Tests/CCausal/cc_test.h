@@ -1,4 +1,5 @@
-/* A tiny assertion kit shared by the C test areas; main.c is the runner. */
+/* A tiny assertion kit shared by the C tests; main.c is the runner and
+ * test_list.h lists every test. A test is `TEST_IMPL(area, name) { ... }`. */
 #ifndef CC_TEST_H
 #define CC_TEST_H
 
@@ -26,7 +27,7 @@ extern int cc_test_failures;
         }                                                                                       \
     } while (0)
 
-/* Stops the area at once: for failures that make the rest meaningless. */
+/* Stops the test at once: for failures that make the rest meaningless. */
 #define REQUIRE(cond)                                                                  \
     do {                                                                               \
         if (!(cond)) {                                                                 \
@@ -44,11 +45,12 @@ static inline uint64_t cc_test_rand(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-void cc_test_clock(void);
-void cc_test_delivery(void);
-void cc_test_queue(void);
-void cc_test_loop(void);
-void cc_test_frame(void);
-void cc_test_node(void);
+/* Defines test `name` of `area`, listed in test_list.h. */
+#define TEST_IMPL(area, name) void cc_test_##area##_##name(void)
+
+#define CC_TEST_DECLARE(area, name) TEST_IMPL(area, name);
+#include "test_list.h"
+CC_TESTS(CC_TEST_DECLARE)
+#undef CC_TEST_DECLARE
 
 #endif

@@ -252,9 +252,15 @@ static void check_selection(void) {
     CHECK_EQ(cc_clock_selected(), best);
 }
 
-void cc_test_clock(void) {
+TEST_IMPL(clock, selection) {
     check_selection();
+}
+
+TEST_IMPL(clock, tick) {
     check_tick();
+}
+
+TEST_IMPL(clock, paths) {
     uint64_t rng = 0x5eed;
     for (int p = CC_CLOCK_PATH_PORTABLE; p <= CC_CLOCK_PATH_AVX512; p++) {
         cc_clock_path path = (cc_clock_path)p;

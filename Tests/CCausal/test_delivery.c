@@ -94,7 +94,7 @@ static int offer_refused(cc_delivery *d, cc_msg *m, int *same) {
 
 /* --- Textbook cases: receiver is node 2 of 3. --- */
 
-static void test_in_order(void) {
+TEST_IMPL(delivery, in_order) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 3, 8, 16) == CC_OK);
     uint64_t c1[] = {1, 0, 0}, c2[] = {2, 0, 0}, c3[] = {3, 0, 0};
@@ -125,7 +125,7 @@ static void test_in_order(void) {
     cc_delivery_destroy(&d);
 }
 
-static void test_waits_for_dependency(void) {
+TEST_IMPL(delivery, waits_for_dependency) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 3, 8, 16) == CC_OK);
     uint64_t ca[] = {1, 0, 0}; /* node 0 sends a */
@@ -143,7 +143,7 @@ static void test_waits_for_dependency(void) {
     cc_delivery_destroy(&d);
 }
 
-static void test_concurrent(void) {
+TEST_IMPL(delivery, concurrent) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 3, 8, 16) == CC_OK);
     uint64_t ca[] = {1, 0, 0}, cb[] = {0, 1, 0};
@@ -159,7 +159,7 @@ static void test_concurrent(void) {
     cc_delivery_destroy(&d);
 }
 
-static void test_duplicates(void) {
+TEST_IMPL(delivery, duplicates) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 3, 8, 16) == CC_OK);
     uint64_t c1[] = {1, 0, 0}, c2[] = {2, 0, 0}, c3[] = {3, 0, 0}, cw[] = {2, 1, 0};
@@ -348,7 +348,7 @@ static void run_history(uint64_t seed, size_t window) {
     free(pos);
 }
 
-static void test_random_histories(void) {
+TEST_IMPL(delivery, random_histories) {
     static const uint64_t seeds[] = {1, 2, 3, 0x5eed, 0xdeadbeef};
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) run_history(seeds[i], HMAX);
     run_history(7, 2); /* a tight window: many offers refused and retried */
@@ -357,7 +357,7 @@ static void test_random_histories(void) {
 
 /* --- Emergency levels. --- */
 
-static void test_emergency(void) {
+TEST_IMPL(delivery, emergency) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 5, 8, 16) == CC_OK);
     uint64_t c[5][5] = {{1}, {0, 1}, {0, 0, 1}, {0, 0, 0, 1}, {0, 0, 0, 0, 1}};
@@ -405,7 +405,7 @@ static void test_emergency(void) {
 
 /* --- Bounds and bad input. --- */
 
-static void test_bounds(void) {
+TEST_IMPL(delivery, bounds) {
     cc_delivery d;
     CHECK_EQ(cc_delivery_init(&d, 0, 4, 4), CC_EINVAL);
     CHECK_EQ(cc_delivery_init(&d, 3, 4, 0), CC_EINVAL);
@@ -475,7 +475,7 @@ static void test_bounds(void) {
 
 /* --- Scale: one sender far ahead of a missing message. --- */
 
-static void test_scale(void) {
+TEST_IMPL(delivery, scale) {
     enum { W = 1024, N = 10000, A = W - 2, B = W - 1 };
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, W, N, N + 1) == CC_OK);
@@ -514,7 +514,7 @@ static void test_scale(void) {
 
 /* --- Growing the group. --- */
 
-static void test_grow(void) {
+TEST_IMPL(delivery, grow) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 4, 8, 32) == CC_OK);
     uint64_t ca[] = {0, 1, 0, 0};  /* ready, not taken yet */
@@ -575,7 +575,7 @@ static void test_grow(void) {
 
 /* --- Local sends. --- */
 
-static void test_send(void) {
+TEST_IMPL(delivery, send) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 3, 8, 16) == CC_OK);
     uint64_t cx[] = {1, 1, 0}; /* node 1 saw our first message */
@@ -611,7 +611,7 @@ static void test_send(void) {
 
 /* --- The in-order fast path. --- */
 
-static void test_take(void) {
+TEST_IMPL(delivery, take) {
     cc_delivery d;
     REQUIRE(cc_delivery_init(&d, 3, 8, 16) == CC_OK);
     uint64_t c1[] = {0, 1, 0}, c2[] = {0, 2, 0}, c3[] = {1, 2, 1}, ca[] = {1, 0, 0};
@@ -659,18 +659,4 @@ static void test_take(void) {
     CHECK(memcmp(cc_delivery_clock(&d), want2, sizeof want2) == 0);
     CHECK_EQ(d.stats.delivered, 4);
     cc_delivery_destroy(&d);
-}
-
-void cc_test_delivery(void) {
-    test_in_order();
-    test_waits_for_dependency();
-    test_concurrent();
-    test_duplicates();
-    test_random_histories();
-    test_emergency();
-    test_bounds();
-    test_scale();
-    test_grow();
-    test_send();
-    test_take();
 }

@@ -55,7 +55,7 @@ static uint8_t level_for(uint8_t type, uint64_t r) {
 
 /* ---- golden bytes: the layout of cc_frame.h, byte for byte ---- */
 
-static void test_golden(void) {
+TEST_IMPL(frame, golden) {
     const uint64_t clock[3] = {1, 0x0102030405060708ull, 0xFFFFFFFFFFFFFFFFull};
     const uint8_t payload[2] = {0xAB, 0xCD};
     cc_frame h = header(CC_FRAME_MESSAGE, 4, 2, 0x11223344u, 0x8877665544332211ull);
@@ -196,7 +196,7 @@ out:
     free(buf);
 }
 
-static void test_round_trips(void) {
+TEST_IMPL(frame, round_trips) {
     uint64_t rng = 1;
     static const size_t payloads[] = {0, 1, 7, 300, 4096, 200000};
     size_t nth = 0;
@@ -221,7 +221,7 @@ static void test_round_trips(void) {
     }
 }
 
-static void test_sparse_edges(void) {
+TEST_IMPL(frame, sparse_edges) {
     enum { W = 40 };
     uint64_t clock[W], base[W], got[W];
     for (size_t k = 0; k < W; k++) clock[k] = base[k] = 1000 + k;
@@ -357,7 +357,7 @@ static void feed_stream(const stream *s, size_t chunk, uint64_t *rng) {
     free(acc);
 }
 
-static void test_stream(void) {
+TEST_IMPL(frame, stream) {
     uint64_t rng = 2;
     stream *s = malloc(sizeof *s);
     REQUIRE(s != NULL);
@@ -403,7 +403,7 @@ static int64_t with_u32(size_t at, uint32_t v) {
     return parse_mutated(at, b, 4);
 }
 
-static void test_truncated(void) {
+TEST_IMPL(frame, truncated) {
     uint8_t buf[VALID_SIZE];
     make_valid(buf);
     CHECK_EQ(parse_exact(buf, VALID_SIZE, CC_FRAME_DEFAULT_MAX, NULL), VALID_SIZE);
@@ -419,7 +419,7 @@ static void test_truncated(void) {
     CHECK_EQ(parse_exact(buf, 20, CC_FRAME_DEFAULT_MAX, NULL), CC_ETRUNCATED);
 }
 
-static void test_too_big(void) {
+TEST_IMPL(frame, too_big) {
     uint8_t b[4];
     /* Judged from the length alone, with only 4 bytes present. */
     put32(b, 0xFFFFFFFFu);
@@ -442,7 +442,7 @@ static void test_too_big(void) {
     CHECK_EQ(parse_exact(buf, VALID_SIZE, 16, NULL), CC_ETOOBIG);
 }
 
-static void test_length(void) {
+TEST_IMPL(frame, length) {
     /* Shorter than the header: frames of 4 + length bytes, all present. */
     uint8_t buf[VALID_SIZE];
     make_valid(buf);
@@ -485,7 +485,7 @@ static void test_length(void) {
     CHECK_EQ(parse_exact(buf, VALID_SIZE, CC_FRAME_DEFAULT_MAX, NULL), VALID_SIZE);
 }
 
-static void test_header_faults(void) {
+TEST_IMPL(frame, header_faults) {
     CHECK_EQ(with_byte(4, 0), CC_EVERSION);
     CHECK_EQ(with_byte(4, 2), CC_EVERSION);
     CHECK_EQ(with_byte(4, 255), CC_EVERSION);
@@ -584,7 +584,7 @@ static int apply_sparse(const uint32_t *slots, uint32_t n, size_t width) {
     return r;
 }
 
-static void test_clock_faults(void) {
+TEST_IMPL(frame, clock_faults) {
     const uint32_t ok[3] = {0, 3, 7};
     CHECK_EQ(apply_sparse(ok, 3, 8), CC_OK);
     /* A slot outside the receiver's clock; the bad entry last, so that an
@@ -625,7 +625,7 @@ static void test_clock_faults(void) {
 
 /* ---- the encoder's errors ---- */
 
-static void test_encode_errors(void) {
+TEST_IMPL(frame, encode_errors) {
     const uint64_t clock[4] = {1, 2, 3, 4}, base[4] = {1, 0, 3, 0};
     cc_frame h = header(CC_FRAME_MESSAGE, 1, 0, 0, 0);
     uint8_t buf[128];
@@ -821,7 +821,7 @@ out:
     free(again);
 }
 
-static void test_fuzz(void) {
+TEST_IMPL(frame, fuzz) {
     static const size_t limits[] = {48, 256, CC_FRAME_DEFAULT_MAX, SIZE_MAX};
     uint64_t rng = 3;
     uint8_t *buf = malloc(FUZZ_CAP);
@@ -865,18 +865,4 @@ static void test_fuzz(void) {
         if (seen[-codes[i]] == 0) fprintf(stderr, "fuzz never produced %s\n", cc_strerror(codes[i]));
         CHECK(seen[-codes[i]] > 0);
     }
-}
-
-void cc_test_frame(void) {
-    test_golden();
-    test_round_trips();
-    test_sparse_edges();
-    test_stream();
-    test_truncated();
-    test_too_big();
-    test_length();
-    test_header_faults();
-    test_clock_faults();
-    test_encode_errors();
-    test_fuzz();
 }

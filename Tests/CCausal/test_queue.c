@@ -2,12 +2,10 @@
  * that checks no loss, no duplicate and per-producer FIFO. */
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cc_error.h"
 #include "cc_pool.h"
@@ -41,7 +39,7 @@ static int past(double deadline) {
     return 1;
 }
 
-static void test_single_thread(void) {
+TEST_IMPL(queue, single_thread) {
     cc_queue q;
     CHECK_EQ(cc_queue_init(&q, 0), CC_EINVAL);
     REQUIRE(cc_queue_init(&q, 5) == CC_OK);
@@ -107,7 +105,7 @@ static void *producer(void *arg) {
     return NULL;
 }
 
-static void test_mpsc_stress(void) {
+TEST_IMPL(queue, mpsc_stress) {
     cc_queue q;
     REQUIRE(cc_queue_init(&q, 1024) == CC_OK);
     pthread_t t[PRODUCERS];
@@ -191,7 +189,7 @@ static void *shared_consumer(void *arg) {
     return NULL;
 }
 
-static void test_mpmc_stress(void) {
+TEST_IMPL(queue, mpmc_stress) {
     cc_queue q;
     REQUIRE(cc_queue_init(&q, 256) == CC_OK);
     const size_t total = (size_t)SHARED_PRODUCERS * SHARED_PER_PRODUCER;
@@ -252,7 +250,7 @@ static void *race_consumer(void *arg) {
     return NULL;
 }
 
-static void test_mpmc_drain_race(void) {
+TEST_IMPL(queue, mpmc_drain_race) {
     cc_queue q;
     REQUIRE(cc_queue_init(&q, RACE_ITEMS) == CC_OK);
     _Atomic uint8_t *seen = calloc(RACE_ITEMS, sizeof *seen);
@@ -286,7 +284,7 @@ static void test_mpmc_drain_race(void) {
     cc_queue_destroy(&q);
 }
 
-static void test_pool_single(void) {
+TEST_IMPL(queue, pool_single) {
     cc_pool p;
     CHECK_EQ(cc_pool_init(&p, 0, 4), CC_EINVAL);
     CHECK_EQ(cc_pool_init(&p, 8, 0), CC_EINVAL);
@@ -363,7 +361,7 @@ static void *pool_worker(void *arg) {
     return NULL;
 }
 
-static void test_pool_concurrent(void) {
+TEST_IMPL(queue, pool_concurrent) {
     cc_pool p;
     REQUIRE(cc_pool_init(&p, 64, POOL_BLOCKS) == CC_OK);
     _Atomic uint64_t holder[POOL_BLOCKS];
@@ -391,27 +389,4 @@ static void test_pool_concurrent(void) {
     }
     CHECK(cc_pool_get(&p) == NULL);
     cc_pool_destroy(&p);
-}
-
-/* A broken free list can make cc_pool_put wait forever by design, so the
- * whole area also runs under a watchdog that fails it instead of hanging. */
-static void on_watchdog(int sig) {
-    (void)sig;
-    static const char msg[] = "queue: watchdog: the area did not finish in time\n";
-    if (write(2, msg, sizeof msg - 1) < 0)
-        _exit(1);
-    _exit(1);
-}
-
-void cc_test_queue(void) {
-    signal(SIGALRM, on_watchdog);
-    alarm(100);
-    test_single_thread();
-    test_mpsc_stress();
-    test_mpmc_stress();
-    test_mpmc_drain_race();
-    test_pool_single();
-    test_pool_concurrent();
-    alarm(0);
-    signal(SIGALRM, SIG_DFL);
 }
