@@ -1,20 +1,6 @@
 import Causal
 import Foundation
 
-/// The body of `PUT /emergency`: `{"level": "HIGH", "reason": "..."}`.
-public struct EmergencyRequest: Sendable, Hashable, Codable {
-    /// The level to raise.
-    public var level: EmergencyLevel
-    /// Why.
-    public var reason: String
-
-    /// A request.
-    public init(level: EmergencyLevel, reason: String) {
-        self.level = level
-        self.reason = reason
-    }
-}
-
 extension Broker {
     /// Raises the emergency mode at `level` (nil clears it) platform-wide: issues a notice stamped
     /// with the broker's clock, applies it here, and sends it to every peer broker over the causal
