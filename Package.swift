@@ -18,7 +18,8 @@ let package = Package(
         // Hummingbird two) every release build recompiled WasmKit's and Hummingbird's modules.
         // WasmKit: MultiThread, since the worker threads share one engine. Hummingbird:
         // FullFoundation; ConfigurationSupport (swift-configuration) is not used.
-        .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2", traits: ["MultiThread"]),
+        // Exact: GuestRun uses WasmKit's `Fuzzing` SPI (a store's fuel), which a minor release may change.
+        .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2", traits: ["MultiThread"]),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
