@@ -17,6 +17,13 @@
  *   node_read.c       reads: framing, frames, pauses
  *   node_write.c      batched writes
  *
+ * Calls go down: the loop's entry points (node_handoff.c's wake-ups,
+ * node_read.c's reads, node_link.c's timer and connection callbacks,
+ * node_write.c's write callback) call into delivery, the log, the members
+ * and the state folder, and those write through node_write.c and close
+ * links through node_link.c; the application hears back only through its
+ * callbacks.
+ *
  * Other threads reach the loop through the broadcast ring (node_handoff.c:
  * a broadcast claims the next cell unless send_window broadcasts await
  * acknowledgement, copies its payload in and publishes the cell) and a
