@@ -65,10 +65,13 @@ final class LoopSignal: Sendable {
     /// Suspends until a signal after `epoch`, `close()`, `deadline` or the task's
     /// cancellation, whichever comes first; returns at once when one of them already has.
     func wait(after epoch: UInt64, until deadline: ContinuousClock.Instant) async -> Outcome {
-        let id = state.withLock { state in
+        let (id, early) = state.withLock { state -> (UInt64, Outcome?) in
+            if state.closed { return (0, .closed) }
+            if state.epoch != epoch { return (0, .signalled) }
             state.lastWaiter &+= 1
-            return state.lastWaiter
+            return (state.lastWaiter, nil)
         }
+        if let early { return early }  // no timer for a wait that is over already
         // The one timer: it fires at the deadline, or is cancelled when the wait ends first.
         let timer = Task {
             do {
