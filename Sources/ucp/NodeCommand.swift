@@ -164,10 +164,7 @@ struct NodeSession {
                 StandardStreams.error("cannot broadcast \"\(text)\": \(error)")
             }
         }
-        let deadline = ContinuousClock.now + drain
-        while node.statistics.unacked > 0, ContinuousClock.now < deadline, !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
+        await node.waitUntilAllAcknowledged(deadline: .now + drain)
         let unacked = node.statistics.unacked
         if unacked > 0 { StandardStreams.error("\(unacked) broadcasts not acknowledged by every peer") }
     }

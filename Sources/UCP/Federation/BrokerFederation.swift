@@ -107,10 +107,7 @@ public final class BrokerFederation: Sendable {
     /// acknowledge what was sent; what is not acknowledged is kept on disk and resent after a
     /// restart).
     public func close(grace: Duration = .seconds(1)) async {
-        let deadline = ContinuousClock.now + grace
-        while node.statistics.unacked > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await node.waitUntilAllAcknowledged(deadline: .now + grace)
         state.withLock { $0.stopped = true }
         wake.continuation.finish()
         await node.close()
