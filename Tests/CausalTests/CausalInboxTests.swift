@@ -100,13 +100,7 @@ struct CausalInboxTests {
         let loop = try CausalLoop()
         defer { loop.shutdown() }
         let observed = try ObservedInbox(loop: loop, width: 3)
-        let started = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        try loop.execute {
-            started.signal()
-            release.wait()
-        }
-        started.wait()  // the loop thread is held, so the three posts are drained as one batch
+        let release = try hold(loop)  // the loop thread is held, so the three posts are drained as one batch
         try observed.inbox.post(CausalMessage(sender: 0, clock: [1, 0, 0], level: .low))
         try observed.inbox.post(CausalMessage(sender: 1, clock: [0, 1, 0], level: .medium))
         try observed.inbox.post(CausalMessage(sender: 2, clock: [0, 0, 1], level: .critical))
@@ -279,13 +273,7 @@ struct CausalInboxTests {
         defer { loop.shutdown() }
         let observed = try ObservedInbox(loop: loop, width: 1, capacity: 4)
         let inbox = observed.inbox
-        let started = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        try loop.execute {
-            started.signal()
-            release.wait()
-        }
-        started.wait()  // the loop thread is held: nothing goes back to the pool
+        let release = try hold(loop)  // the loop thread is held: nothing goes back to the pool
 
         for sequence in 1...4 { try inbox.post(CausalMessage(sender: 0, clock: [UInt64(sequence)])) }
         let fifth = CausalMessage(sender: 0, clock: [5])
@@ -311,13 +299,7 @@ struct CausalInboxTests {
         defer { loop.shutdown() }
         let observed = try ObservedInbox(loop: loop, width: 1, capacity: 2)
         let inbox = observed.inbox
-        let started = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        try loop.execute {
-            started.signal()
-            release.wait()
-        }
-        started.wait()  // the loop thread is held: nothing goes back to the pool
+        let release = try hold(loop)  // the loop thread is held: nothing goes back to the pool
         for sequence in 1...2 { try inbox.post(CausalMessage(sender: 0, clock: [UInt64(sequence)])) }
         let third = CausalMessage(sender: 0, clock: [3])
         let start = ContinuousClock.now
@@ -339,6 +321,19 @@ struct CausalInboxTests {
         }
         #expect(ContinuousClock.now - start < .seconds(20))
     }
+}
+
+/// Holds `loop`'s thread in a task of its own until the returned semaphore is signalled, so
+/// that nothing the loop does (deliveries, buffers going back to the pool) happens meanwhile.
+func hold(_ loop: CausalLoop) throws -> DispatchSemaphore {
+    let started = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    try loop.execute {
+        started.signal()
+        release.wait()
+    }
+    started.wait()
+    return release
 }
 
 extension InboxStatistics {
