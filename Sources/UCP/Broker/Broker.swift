@@ -147,7 +147,6 @@ public final class Broker: Sendable {
     func markDirty() {
         dispatch.withLock { $0.dirty = true }
         changes.signal()
-        federation?.poke()
     }
 
     /// True when a node last heard of at `time` has not failed (it may be suspected).

@@ -113,7 +113,7 @@ public struct BrokerAPI: Sendable {
             let cause = try ClockStamp.of(request)?.dot
             try await broker.storeData(
                 name, body: request.body, contentType: request.headers[.contentType],
-                contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
+                contentLength: request.declaredLength, cause: cause)
             return JSONResponse.null()
         }
         router.get("data/**") { request, _ in
@@ -139,7 +139,7 @@ public struct BrokerAPI: Sendable {
             let cause = try ClockStamp.of(request)?.dot
             try await broker.deliverResult(
                 of: id, body: request.body, contentType: request.headers[.contentType],
-                contentLength: request.headers[.contentLength].flatMap { Int64($0) }, cause: cause)
+                contentLength: request.declaredLength, cause: cause)
             return JSONResponse.null()
         }
         router.put("emergency") { request, _ in

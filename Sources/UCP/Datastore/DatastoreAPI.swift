@@ -136,10 +136,7 @@ public struct DatastoreAPI: Sendable {
     private func put(_ request: Request) async throws -> Response {
         let name = try Self.name(in: request.uri.path, after: "/data/")
         let boundary = try MultipartDataField.boundary(of: request)
-        // Read as UInt64, the header's whole range: a length past Int64.max is still too large.
-        if let length = request.headers[.contentLength].flatMap({ UInt64($0) }),
-            length > UInt64(clamping: store.maxItemBytes) + UInt64(clamping: Self.maxFramingBytes)
-        {
+        if let length = request.declaredLength, length - Self.maxFramingBytes > store.maxItemBytes {
             throw APIError(.contentTooLarge, "\(DatastoreError.tooLarge(name.rawValue, limit: store.maxItemBytes))")
         }
         let upload: Upload

@@ -108,6 +108,14 @@ extension HTTPField.Name {
     public static let ucpDot = HTTPField.Name(ClockStamp.dotHeader)!
 }
 
+extension Request {
+    /// The request's `Content-Length`, read over the header's whole range and clamped to
+    /// `Int64`: a length past `Int64.max` still counts as one, larger than any limit.
+    var declaredLength: Int64? {
+        headers[.contentLength].flatMap { UInt64($0) }.map { Int64(clamping: $0) }
+    }
+}
+
 extension ClockStamp {
     /// The stamp a request carries, or nil when it carries no clock (a plain UCP client).
     ///
